@@ -1,0 +1,53 @@
+/* util.h - small helpers shared by every module: memory, files, paths, time, hashing.
+ *
+ * Allocation failure is fatal (x* functions print and abort): every caller
+ * would otherwise have the same three lines of handling for a condition
+ * the tool cannot recover from.
+ */
+#ifndef ANEMLL_UTIL_H
+#define ANEMLL_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+/* printf into a new string; caller frees. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Reads a whole file into a NUL-terminated buffer (caller frees *out).
+ * Fails if the file is larger than max_len bytes (so a hostile file cannot
+ * make us allocate without bound). */
+int file_read_all(const char *path, size_t max_len, char **out, size_t *len, Err *e);
+/* Writes a whole file through a temporary sibling and rename(), so readers
+ * never see a partial file. */
+int file_write_atomic(const char *path, const void *data, size_t len, Err *e);
+
+int path_exists(const char *path);
+int path_is_dir(const char *path);
+/* "a" + "/" + "b"; caller frees. */
+char *path_join(const char *a, const char *b);
+/* Last component of a path (points into the argument). */
+const char *path_basename(const char *path);
+/* mkdir -p. */
+int mkdir_p(const char *path, Err *e);
+/* rm -rf; returns 0 if the path no longer exists afterwards. */
+int remove_tree(const char *path);
+/* fsync a file or directory by path (best effort on filesystems that refuse). */
+int fsync_path(const char *path, Err *e);
+
+double now_seconds(void);               /* monotonic clock */
+long peak_rss_kb(void);                 /* VmHWM of this process, or -1 */
+
+/* 64-bit content hash (not cryptographic; equal hashes are confirmed by memcmp). */
+uint64_t hash64(const void *data, size_t len, uint64_t seed);
+
+/* Checked size arithmetic: return -1 on overflow. */
+int mul_size(size_t a, size_t b, size_t *out);
+int add_size(size_t a, size_t b, size_t *out);
+
+#endif
