@@ -1,0 +1,157 @@
+/* convert.c - BF16/F16/F32 -> fp32 / fp16 conversion kernels for the safetensors reader.
+ *
+ * The converter streams every weight of a checkpoint through st_convert_f16, so it should
+ * run at memory speed. On x86-64 with F16C the conversions use the hardware instructions
+ * (round to nearest even, overflow to inf: the same results as common/half.h, which the
+ * portable path uses; unit tests compare the two on every 16-bit pattern).
+ */
+#include <string.h>
+
+#include "common/half.h"
+#include "io/safetensors.h"
+
+/* ==== portable kernels ==================================================== */
+
+static int force_portable;
+
+static inline uint16_t load_u16(const unsigned char *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+/* bf16 bit patterns whose magnitude is finite but beyond the fp16 range (>= 65536; the
+ * largest bf16 below that, 65280, fits fp16). */
+static inline int bf16_overflows_f16(uint16_t h) {
+    return (uint16_t)((h & 0x7fff) - 0x4780) < (uint16_t)(0x7f80 - 0x4780);
+}
+
+static size_t count_f16_overflow_from_bf16(const unsigned char *src, size_t n) {
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) c += (size_t)bf16_overflows_f16(load_u16(src + 2 * i));
+    return c;
+}
+
+static size_t count_f16_overflow_from_f32(const unsigned char *src, size_t n) {
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, src + 4 * i, 4);
+        u &= 0x7fffffffu;
+        c += (size_t)(u >= 0x477ff000u && u < 0x7f800000u); /* rounds to inf, was finite */
+    }
+    return c;
+}
+
+static void bf16_to_f32_portable(const unsigned char *src, size_t n, float *dst) {
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_to_f32(load_u16(src + 2 * i));
+}
+
+static void f16_to_f32_portable(const unsigned char *src, size_t n, float *dst) {
+    for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32(load_u16(src + 2 * i));
+}
+
+static void bf16_to_f16_portable(const unsigned char *src, size_t n, uint16_t *dst) {
+    for (size_t i = 0; i < n; i++) dst[i] = f32_to_f16(bf16_to_f32(load_u16(src + 2 * i)));
+}
+
+static void f32_to_f16_portable(const unsigned char *src, size_t n, uint16_t *dst) {
+    for (size_t i = 0; i < n; i++) {
+        float v;
+        memcpy(&v, src + 4 * i, 4);
+        dst[i] = f32_to_f16(v);
+    }
+}
+
+/* ==== x86-64 F16C kernels ================================================= */
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_F16C_PATH 1
+
+__attribute__((target("avx2,f16c"))) static void bf16_to_f16_f16c(const unsigned char *src, size_t n,
+                                                                     uint16_t *dst) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(src + 2 * i));
+        __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
+        __m128i r = _mm256_cvtps_ph(_mm256_castsi256_ps(w), _MM_FROUND_TO_NEAREST_INT);
+        _mm_storeu_si128((__m128i *)(dst + i), r);
+    }
+    bf16_to_f16_portable(src + 2 * i, n - i, dst + i);
+}
+
+__attribute__((target("avx2,f16c"))) static void f32_to_f16_f16c(const unsigned char *src, size_t n,
+                                                                    uint16_t *dst) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps((const float *)(const void *)(src + 4 * i));
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    }
+    f32_to_f16_portable(src + 4 * i, n - i, dst + i);
+}
+
+__attribute__((target("avx2,f16c"))) static void f16_to_f32_f16c(const unsigned char *src, size_t n, float *dst) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(src + 2 * i));
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+    }
+    f16_to_f32_portable(src + 2 * i, n - i, dst + i);
+}
+
+static int have_f16c(void) {
+    static int cached = -1;
+    if (force_portable) return 0;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    }
+    return cached;
+}
+#else
+#define HAVE_F16C_PATH 0
+#endif
+
+/* ==== dispatch ============================================================ */
+
+void st_convert_f32(StDtype src_type, const void *src, size_t n, float *dst) {
+    const unsigned char *s = src;
+    switch (src_type) {
+    case ST_F32: memcpy(dst, s, n * 4); return;
+    case ST_BF16: bf16_to_f32_portable(s, n, dst); return;
+    case ST_F16:
+#if HAVE_F16C_PATH
+        if (have_f16c()) {
+            f16_to_f32_f16c(s, n, dst);
+            return;
+        }
+#endif
+        f16_to_f32_portable(s, n, dst);
+        return;
+    }
+}
+
+size_t st_convert_f16(StDtype src_type, const void *src, size_t n, uint16_t *dst) {
+    const unsigned char *s = src;
+    switch (src_type) {
+    case ST_F16: memcpy(dst, s, n * 2); return 0;
+    case ST_BF16:
+#if HAVE_F16C_PATH
+        if (have_f16c()) bf16_to_f16_f16c(s, n, dst);
+        else
+#endif
+            bf16_to_f16_portable(s, n, dst);
+        return count_f16_overflow_from_bf16(s, n);
+    case ST_F32:
+#if HAVE_F16C_PATH
+        if (have_f16c()) f32_to_f16_f16c(s, n, dst);
+        else
+#endif
+            f32_to_f16_portable(s, n, dst);
+        return count_f16_overflow_from_f32(s, n);
+    }
+    return 0;
+}
+
+void st_convert_force_portable(int on) { force_portable = on; }
