@@ -14,6 +14,8 @@
 //   chat_<tok>.json             conversations rendered with the tokenizer's own chat_template by the
 //                               Hugging Face Jinja engine (@huggingface/jinja, what transformers.js uses
 //                               for apply_chat_template), and the ids of the rendered prompt
+//   normalization.json          NFC/NFD/NFKC/NFKD of strings covering the decomposable blocks, Hangul and
+//                               reordered combining marks (String.prototype.normalize, i.e. ICU)
 //   mini_bytelevel/, mini_spm/  two small self-contained tokenizers (a Llama-3-shaped byte-level BPE with
 //                               "a b" merges and lstrip/rstrip added tokens; a Llama-2-shaped
 //                               SentencePiece BPE with ["a","b"] merges, byte fallback, Prepend and Strip),
@@ -348,8 +350,35 @@ function miniSentencePiece() {
   return { tokenizer, config };
 }
 
+// ---- Unicode normalization -----------------------------------------------------------------------------
+// Blocks with canonical/compatibility decompositions (all assigned long before Unicode 14, the version of
+// our generated tables), each as one string, plus composition edge cases.
+function normalizationCases() {
+  const blocks = [
+    [0xa0, 0x24f], [0x2b0, 0x36f], [0x370, 0x3ff], [0x400, 0x4ff], [0x590, 0x6ff], [0x900, 0x9ff], [0xe00, 0xeff],
+    [0x1e00, 0x1eff], [0x1f00, 0x1fff], [0x2000, 0x22ff], [0x2460, 0x24ff], [0x2e80, 0x2fdf], [0x3040, 0x30ff],
+    [0x3130, 0x318f], [0x3200, 0x33ff], [0xac00, 0xd7a3, 37], [0xf900, 0xfad9], [0xfb00, 0xfdff], [0xfe30, 0xfe6f],
+    [0xff00, 0xffef], [0x1d400, 0x1d7ff], [0x2f800, 0x2fa1d],
+  ];
+  const texts = blocks.map(([lo, hi, step = 1]) => {
+    let s = "";
+    for (let cp = lo; cp <= hi; cp += step) if (cp < 0xd800 || cp > 0xdfff) s += String.fromCodePoint(cp) + " ";
+    return s;
+  });
+  texts.push(
+    "a\u0301\u0323 a\u0323\u0301 q\u0307\u0323 \u1e0b\u0323 e\u0302\u0323 \u0915\u093c \u0958 \u212b \u2126 \u0344 \u0f73",
+    "\u1100\u1161 \u1100\u1161\u11a8 \uac00\u11a8 \u1100\u1161\u0301\u11a8 \u1112\u1173\u11b7",
+    "o\u0308\u0304 \u01eb\u0304 a\u0328\u0301\u0300\u0308 \u05d1\u05bc\u05bf \u0627\u0653 x\u0301\u0301\u0327",
+    "\ufb01\ufb02 \u00bd \u2460 \u3392 \u2075 \u1d2c \ufdfa \uff76\uff9e \u3300",
+  );
+  return texts.map((text) => ({
+    text, nfc: text.normalize("NFC"), nfd: text.normalize("NFD"), nfkc: text.normalize("NFKC"), nfkd: text.normalize("NFKD"),
+  }));
+}
+
 // ---- main ------------------------------------------------------------------------------------------------
 writeJson(path.join(out, "corpus.json"), corpus);
+writeJson(path.join(out, "normalization.json"), { generator: `node ${process.versions.node} (ICU ${process.versions.icu}, Unicode ${process.versions.unicode}) String.prototype.normalize`, cases: normalizationCases() });
 for (const name of ["llama3", "qwen3", "gemma3"]) {
   const dir = path.join(shared, name);
   const tok = expectations(name, dir);

@@ -134,7 +134,7 @@ static void dec_bytefallback(DList *in, DList *out) {
 
 /* ---- the others ------------------------------------------------------------------- */
 
-static void dec_replace(const TokDecoder *d, DList *in, DList *out, pcre2_match_data *md) {
+static void dec_replace(const TokDecoder *d, DList *in, DList *out, TokMatch *md) {
     for (int i = 0; i < in->n; i++) {
         StrBuf b = {0};
         size_t pos = 0, ms, me;
@@ -209,7 +209,7 @@ static void dec_bpe(const TokDecoder *d, DList *in, DList *out) {
     }
 }
 
-static void run_decoder(const TokDecoder *d, DList *tokens, pcre2_match_data *md) {
+static void run_decoder(const TokDecoder *d, DList *tokens, TokMatch *md) {
     if (d->type == DEC_SEQUENCE) {
         for (int i = 0; i < d->n_children; i++) run_decoder(d->children[i], tokens, md);
         return;
@@ -259,7 +259,7 @@ static void clean_up_spaces(StrBuf *text) {
 /* ---- tok_decode -------------------------------------------------------------------- */
 
 int tok_decode(const Tokenizer *t, const int *ids, int n, int flags, char **text, size_t *len, Err *e) {
-    (void)e;
+    *text = NULL;
     DList tokens = {0};
     for (int i = 0; i < n; i++) {
         size_t tl;
@@ -271,9 +271,14 @@ int tok_decode(const Tokenizer *t, const int *ids, int n, int flags, char **text
     StrBuf joined = {0};
     sb_reserve(&joined, 0);
     if (t->decoder) {
-        pcre2_match_data *md = pcre2_match_data_create(8, NULL);
-        run_decoder(t->decoder, &tokens, md);
-        pcre2_match_data_free(md);
+        TokMatch m = {pcre2_match_data_create(8, NULL), 0};
+        run_decoder(t->decoder, &tokens, &m);
+        pcre2_match_data_free(m.md);
+        if (m.error) {
+            dl_free(&tokens);
+            sb_free(&joined);
+            return err_set(e, "decoder: regex matching failed (PCRE2 error %d)", m.error);
+        }
         for (int i = 0; i < tokens.n; i++) sb_add(&joined, tokens.v[i].s, tokens.v[i].n);
     } else {
         for (int i = 0; i < tokens.n; i++) {

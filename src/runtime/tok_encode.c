@@ -12,8 +12,7 @@
 
 /* ==== patterns ==================================================================== */
 
-int pattern_find(const TokPattern *p, const char *s, size_t n, size_t from, size_t *ms, size_t *me,
-                 pcre2_match_data *md) {
+int pattern_find(const TokPattern *p, const char *s, size_t n, size_t from, size_t *ms, size_t *me, TokMatch *m) {
     if (p->literal) {
         if (!p->literal_len || from >= n || n - from < p->literal_len) return 0;
         const char *hit = memmem(s + from, n - from, p->literal, p->literal_len);
@@ -23,9 +22,13 @@ int pattern_find(const TokPattern *p, const char *s, size_t n, size_t from, size
         return 1;
     }
     while (from <= n) {
-        int rc = pcre2_match(p->re, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK, md, NULL);
-        if (rc < 0) return 0; /* no match (or a resource limit: treated as no match) */
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        int rc = pcre2_match(p->re, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK, m->md, NULL);
+        if (rc == PCRE2_ERROR_NOMATCH) return 0;
+        if (rc < 0) {
+            if (!m->error) m->error = rc;
+            return 0;
+        }
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(m->md);
         if (ov[1] > ov[0]) {
             *ms = ov[0];
             *me = ov[1];
@@ -86,7 +89,7 @@ typedef struct {
 
 typedef struct {
     const Tokenizer *t;
-    pcre2_match_data *md;
+    TokMatch *md;
     Sym *syms;
     int cap_syms;
     Cand *heap;
@@ -97,7 +100,7 @@ typedef struct {
 /* ==== normalizers ===================================================================== */
 
 static void replace_all(const TokPattern *p, const char *content, const char *s, size_t n, StrBuf *out,
-                        pcre2_match_data *md) {
+                        TokMatch *md) {
     size_t pos = 0, ms, me;
     while (pattern_find(p, s, n, pos, &ms, &me, md)) {
         sb_add(out, s + pos, ms - pos);
@@ -127,7 +130,7 @@ static size_t whitespace_run(const char *s, size_t n, int dir) {
     return n - end;
 }
 
-static void normalize_node(const TokNormalizer *nz, StrBuf *text, pcre2_match_data *md) {
+static void normalize_node(const TokNormalizer *nz, StrBuf *text, TokMatch *md) {
     StrBuf out = {0};
     switch (nz->type) {
     case NORM_SEQUENCE:
@@ -166,13 +169,14 @@ static void normalize_node(const TokNormalizer *nz, StrBuf *text, pcre2_match_da
 }
 
 int tok_normalize(const Tokenizer *t, const char *s, size_t n, char **out, size_t *out_len, Err *e) {
-    (void)e;
     StrBuf b = {0};
     sb_add(&b, s, n);
-    if (t->normalizer) {
-        pcre2_match_data *md = pcre2_match_data_create(8, NULL);
-        normalize_node(t->normalizer, &b, md);
-        pcre2_match_data_free(md);
+    TokMatch m = {pcre2_match_data_create(8, NULL), 0};
+    if (t->normalizer) normalize_node(t->normalizer, &b, &m);
+    pcre2_match_data_free(m.md);
+    if (m.error) {
+        sb_free(&b);
+        return err_set(e, "normalizer: regex matching failed (PCRE2 error %d)", m.error);
     }
     *out = sb_take(&b, out_len);
     return 0;
@@ -199,7 +203,7 @@ static void span_push(SpanList *l, size_t start, size_t end, int is_match) {
 }
 
 /* The piece cut into alternating non-matching and matching spans (each match its own). */
-static void find_spans(const TokPattern *p, const char *s, size_t n, int invert, SpanList *spans, pcre2_match_data *md) {
+static void find_spans(const TokPattern *p, const char *s, size_t n, int invert, SpanList *spans, TokMatch *md) {
     size_t pos = 0, ms, me;
     while (pos < n && pattern_find(p, s, n, pos, &ms, &me, md)) {
         if (ms > pos) span_push(spans, pos, ms, invert);
@@ -253,7 +257,7 @@ static void apply_behavior(SpanList *l, SplitBehavior b) {
 }
 
 static void split_piece(const TokPattern *p, SplitBehavior b, int invert, const Piece *in, PieceList *out,
-                        pcre2_match_data *md) {
+                        TokMatch *md) {
     SpanList spans = {0};
     find_spans(p, in->s, in->n, invert, &spans, md);
     apply_behavior(&spans, b);
@@ -263,7 +267,7 @@ static void split_piece(const TokPattern *p, SplitBehavior b, int invert, const 
     free(spans.v);
 }
 
-static void bytelevel_piece(const TokPreTokenizer *p, const Piece *in, PieceList *out, pcre2_match_data *md) {
+static void bytelevel_piece(const TokPreTokenizer *p, const Piece *in, PieceList *out, TokMatch *md) {
     const ByteLevelMap *map = bytelevel_map();
     StrBuf text = {0};
     if (p->add_prefix_space && (in->n == 0 || in->s[0] != ' ')) sb_addc(&text, ' ');
@@ -286,7 +290,7 @@ static void bytelevel_piece(const TokPreTokenizer *p, const Piece *in, PieceList
     sb_free(&text);
 }
 
-static void metaspace_piece(const TokPreTokenizer *p, const Piece *in, PieceList *out, pcre2_match_data *md) {
+static void metaspace_piece(const TokPreTokenizer *p, const Piece *in, PieceList *out, TokMatch *md) {
     StrBuf text = {0};
     size_t rlen = strlen(p->replacement);
     int starts_with = in->n >= rlen && !memcmp(in->s, p->replacement, rlen);
@@ -306,7 +310,7 @@ static void metaspace_piece(const TokPreTokenizer *p, const Piece *in, PieceList
     sb_free(&text);
 }
 
-static void pre_tokenize(const TokPreTokenizer *p, PieceList *pieces, pcre2_match_data *md) {
+static void pre_tokenize(const TokPreTokenizer *p, PieceList *pieces, TokMatch *md) {
     if (p->type == PRE_SEQUENCE) {
         for (int i = 0; i < p->n_children; i++) pre_tokenize(p->children[i], pieces, md);
         return;
@@ -492,11 +496,11 @@ static int trie_longest(const TokTrie *tr, const char *s, size_t n, size_t i, si
 }
 
 /* Letters, digits and '_' (what a single_word added token must not touch). */
-static int is_word_char(const Tokenizer *t, const char *s, size_t n, size_t i, pcre2_match_data *md) {
-    return pcre2_match(t->word_re, (PCRE2_SPTR)s, n, i, PCRE2_ANCHORED | PCRE2_NO_UTF_CHECK, md, NULL) > 0;
+static int is_word_char(const Tokenizer *t, const char *s, size_t n, size_t i, TokMatch *md) {
+    return pcre2_match(t->word_re, (PCRE2_SPTR)s, n, i, PCRE2_ANCHORED | PCRE2_NO_UTF_CHECK, md->md, NULL) > 0;
 }
 
-static int word_char_before(const Tokenizer *t, const char *s, size_t n, size_t i, pcre2_match_data *md) {
+static int word_char_before(const Tokenizer *t, const char *s, size_t n, size_t i, TokMatch *md) {
     if (i == 0) return 0;
     size_t start = i - 1;
     while (start > 0 && ((unsigned char)s[start] & 0xC0) == 0x80) start--;
@@ -505,7 +509,7 @@ static int word_char_before(const Tokenizer *t, const char *s, size_t n, size_t 
 
 /* Splits s into plain-text segments and added tokens (leftmost-longest). */
 static void split_added(const Tokenizer *t, const TokTrie *tr, const char *s, size_t n, SegList *out,
-                        pcre2_match_data *md) {
+                        TokMatch *md) {
     size_t text_start = 0, i = 0;
     while (i < n) {
         size_t len = 0;
@@ -578,10 +582,11 @@ int tok_encode(const Tokenizer *t, const char *text, size_t len, int flags, int 
     *n_out = 0;
     size_t bad = utf8_valid_prefix(text, len);
     if (bad != len) return err_set(e, "text is not valid UTF-8 (byte %zu of %zu)", bad, len);
-    Enc x = {.t = t, .md = pcre2_match_data_create(8, NULL), .e = e};
+    TokMatch m = {pcre2_match_data_create(8, NULL), 0};
+    Enc x = {.t = t, .md = &m, .e = e};
     IntVec ids = {0};
     SegList segs = {0};
-    split_added(t, &t->trie_raw, text, len, &segs, x.md);
+    split_added(t, &t->trie_raw, text, len, &segs, &m);
     for (int i = 0; i < segs.n; i++) {
         Segment *g = &segs.v[i];
         if (g->added >= 0) iv_push(&ids, t->added[g->added].id);
@@ -589,9 +594,15 @@ int tok_encode(const Tokenizer *t, const char *text, size_t len, int flags, int 
     }
     free(segs.v);
     if ((flags & TOK_ADD_SPECIAL) && t->post_processor) post_process(t->post_processor, &ids);
-    pcre2_match_data_free(x.md);
+    pcre2_match_data_free(m.md);
     free(x.syms);
     free(x.heap);
+    if (m.error) {
+        iv_free(&ids);
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(m.error, msg, sizeof msg);
+        return err_set(e, "regex matching failed on this text (%s); try a shorter text", (const char *)msg);
+    }
     if (!ids.v) ids.v = xmalloc(sizeof(int));
     *ids_out = ids.v;
     *n_out = ids.n;

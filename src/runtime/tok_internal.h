@@ -51,9 +51,16 @@ typedef struct {
     pcre2_code *re;
 } TokPattern;
 
-/* Finds the first match at or after `from`; returns 1 and sets [*ms, *me), or 0. */
-int pattern_find(const TokPattern *p, const char *s, size_t n, size_t from, size_t *ms, size_t *me,
-                 pcre2_match_data *md);
+/* Match state for pattern_find: PCRE2 match data plus the first matching error (a
+ * resource limit; 0 if none), which the caller turns into an Err. */
+typedef struct {
+    pcre2_match_data *md;
+    int error;
+} TokMatch;
+
+/* Finds the first match at or after `from`; returns 1 and sets [*ms, *me), or 0 (no
+ * match, or an error recorded in m->error). */
+int pattern_find(const TokPattern *p, const char *s, size_t n, size_t from, size_t *ms, size_t *me, TokMatch *m);
 
 /* ---- pipeline components (trees mirroring tokenizer.json) --------------------- */
 

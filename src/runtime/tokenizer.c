@@ -2,6 +2,7 @@
  * (see tokenizer.h), and the small queries on it. Encoding is in tok_encode.c,
  * decoding in tok_decode.c, the vocab/merges reader in tok_json.c. */
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +54,8 @@ static void ensure_id(Tokenizer *t, int id) {
 /* GPT-2's reversible byte -> character map: printable Latin-1 bytes map to
  * themselves, the other 68 bytes to U+0100.. in byte order. */
 static ByteLevelMap g_bytelevel;
-static int g_bytelevel_ready;
 static int16_t g_bytelevel_inverse[0x180];
+static pthread_once_t g_bytelevel_once = PTHREAD_ONCE_INIT;
 
 static void bytelevel_build(void) {
     int extra = 0;
@@ -72,12 +73,7 @@ static void bytelevel_build(void) {
 }
 
 const ByteLevelMap *bytelevel_map(void) {
-    /* Built once; the tables are the same for every caller, so a race only
-     * writes identical values. */
-    if (!__atomic_load_n(&g_bytelevel_ready, __ATOMIC_ACQUIRE)) {
-        bytelevel_build();
-        __atomic_store_n(&g_bytelevel_ready, 1, __ATOMIC_RELEASE);
-    }
+    pthread_once(&g_bytelevel_once, bytelevel_build);
     return &g_bytelevel;
 }
 
