@@ -460,41 +460,52 @@ static uint64_t splitmix64(uint64_t *state) {
 
 #define GEN_BLOCK ((size_t)1 << 16) /* values per generator stream */
 
+/* The 65536 possible values of one tensor, already in its dtype (values are bf16 in every
+ * dtype, so F32 and F16 files hold the same numbers): a value is one table lookup. */
+typedef struct ValueTable {
+    uint16_t half[65536];       /* BF16 or F16 bits */
+    float full[65536];          /* F32 */
+} ValueTable;
+
+static void build_value_table(const Planned *t, ValueTable *vt) {
+    for (int i = 0; i < 65536; i++) {
+        float v = bf16_to_f32(f32_to_bf16(t->mean + t->std * normal_table[i]));
+        vt->full[i] = v;
+        vt->half[i] = t->spec.dtype == ST_F16 ? f32_to_f16(v) : f32_to_bf16(v);
+    }
+}
+
 typedef struct GenJob {
     const Planned *t;
+    const ValueTable *vt;
     size_t first, count;        /* values [first, first+count) of the tensor */
     unsigned char *out;         /* count values in t->spec.dtype */
 } GenJob;
 
-static void store_value(StDtype dt, unsigned char *out, size_t i, float v) {
-    if (dt == ST_BF16) {
-        uint16_t h = f32_to_bf16(v);
-        memcpy(out + 2 * i, &h, 2);
-    } else if (dt == ST_F16) {
-        uint16_t h = f32_to_f16(bf16_to_f32(f32_to_bf16(v)));
-        memcpy(out + 2 * i, &h, 2);
-    } else {
-        float b = bf16_to_f32(f32_to_bf16(v)); /* the same values in every dtype */
-        memcpy(out + 4 * i, &b, 4);
-    }
-}
-
 /* Generates one GEN_BLOCK-aligned block of the job (the block's stream depends only on the
- * tensor key and the block index). */
+ * tensor key and the block index, so the bytes do not depend on threads or chunking). */
 static void gen_block(void *ctx, long task, int thread) {
     (void)thread;
     const GenJob *job = ctx;
-    const Planned *t = job->t;
     size_t block = job->first / GEN_BLOCK + (size_t)task;
     size_t begin = block * GEN_BLOCK, end = begin + GEN_BLOCK;
     if (end > job->first + job->count) end = job->first + job->count;
-    uint64_t state = t->key ^ (block * 0xD1B54A32D192ED03ull), bits = 0;
-    int left = 0;
-    for (size_t i = begin; i < end; i++) {
-        if (!left) bits = splitmix64(&state), left = 4;
-        float z = normal_table[bits & 0xffff];
-        bits >>= 16, left--;
-        store_value(t->spec.dtype, job->out, i - job->first, t->mean + t->std * z);
+    uint64_t state = job->t->key ^ (block * 0xD1B54A32D192ED03ull), bits = 0;
+    size_t n = end - begin;
+    if (job->t->spec.dtype == ST_F32) {
+        float *out = (float *)(void *)job->out + (begin - job->first);
+        for (size_t i = 0; i < n; i++) {
+            if (!(i & 3)) bits = splitmix64(&state);
+            out[i] = job->vt->full[bits & 0xffff];
+            bits >>= 16;
+        }
+    } else {
+        uint16_t *out = (uint16_t *)(void *)job->out + (begin - job->first);
+        for (size_t i = 0; i < n; i++) {
+            if (!(i & 3)) bits = splitmix64(&state);
+            out[i] = job->vt->half[bits & 0xffff];
+            bits >>= 16;
+        }
     }
 }
 
@@ -502,12 +513,13 @@ static void gen_block(void *ctx, long task, int thread) {
 
 #define CHUNK_VALUES (GEN_BLOCK * 64) /* generated and written at a time: 8 MB of BF16 */
 
-static int write_tensor(StWriter *w, const Planned *t, unsigned char *buf, int threads, Err *e) {
+static int write_tensor(StWriter *w, const Planned *t, unsigned char *buf, ValueTable *vt, int threads, Err *e) {
+    build_value_table(t, vt);
     size_t numel = 1;
     for (int d = 0; d < t->spec.ndim; d++) numel *= (size_t)t->spec.shape[d];
     size_t es = st_dtype_size(t->spec.dtype);
     for (size_t first = 0; first < numel; first += CHUNK_VALUES) {
-        GenJob job = {t, first, numel - first < CHUNK_VALUES ? numel - first : CHUNK_VALUES, buf};
+        GenJob job = {t, vt, first, numel - first < CHUNK_VALUES ? numel - first : CHUNK_VALUES, buf};
         long blocks = (long)((job.count + GEN_BLOCK - 1) / GEN_BLOCK);
         par_for(blocks, blocks > 1 ? threads : 1, gen_block, &job);
         if (st_writer_write(w, buf, job.count * es, e) < 0) return -1;
@@ -567,6 +579,7 @@ static int write_weights(const SynthSpec *s, const Arch *a, const char *dir, Syn
     int *shard_of = xcalloc((size_t)n, sizeof *shard_of);
     split_shards(p, n, s->n_shards, shard_of);
     unsigned char *buf = xmalloc(CHUNK_VALUES * 4);
+    ValueTable *vt = xmalloc(sizeof *vt);
     int threads = par_threads(s->threads), rc = 0;
     for (int sh = 0, i = 0; sh < s->n_shards && rc == 0; sh++) {
         int first = i;
@@ -576,7 +589,7 @@ static int write_weights(const SynthSpec *s, const Arch *a, const char *dir, Syn
         char *name = shard_name(sh, s->n_shards), *path = path_join(dir, name);
         StWriter *w;
         rc = st_writer_open(&w, path, specs, (size_t)(i - first), e);
-        for (int k = first; k < i && rc == 0; k++) rc = write_tensor(w, &p[k], buf, threads, e);
+        for (int k = first; k < i && rc == 0; k++) rc = write_tensor(w, &p[k], buf, vt, threads, e);
         if (rc == 0) rc = st_writer_finish(w, e);
         else st_writer_abort(w);
         free(specs);
@@ -585,6 +598,7 @@ static int write_weights(const SynthSpec *s, const Arch *a, const char *dir, Syn
     }
     if (rc == 0 && s->n_shards > 1) rc = write_index(dir, p, n, shard_of, s->n_shards, e);
     free(buf);
+    free(vt);
     free(shard_of);
     free(p);
     return rc;

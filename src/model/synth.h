@@ -78,9 +78,10 @@ typedef struct SynthTokenIds {
 
 /* The built-in tokenizer: byte-level BPE (256 byte tokens, merges learned from a built-in
  * English text, the Llama 3 pre-tokenizer regex) plus <|begin_of_text|>, <|end_of_text|>,
- * <|start_header_id|>, <|end_header_id|>, <|eot_id|> and reserved special tokens filling the
- * vocabulary up to `vocab` ids; writes tokenizer.json and tokenizer_config.json (with a
- * Llama-3-style chat_template) into dir. vocab >= 261. */
+ * <|start_header_id|>, <|end_header_id|>, <|eot_id|> and reserved special tokens: up to 256
+ * special tokens at the top of the id range, as in Llama 3, and for larger vocabularies
+ * "<filler_N>" BPE entries that nothing encodes to in between. Writes tokenizer.json and
+ * tokenizer_config.json (with a Llama-3-style chat_template) into dir. vocab >= 261. */
 int synth_write_builtin_tokenizer(const char *dir, int vocab, SynthTokenIds *ids, Err *e);
 
 /* Copies tokenizer.json, tokenizer_config.json (and special_tokens_map.json, tokenizer.model

@@ -297,7 +297,12 @@ int synth_write_builtin_tokenizer(const char *dir, int vocab, SynthTokenIds *ids
     Sym *syms = xcalloc(256 + (size_t)max_merges, sizeof *syms);
     int *left = xcalloc((size_t)max_merges + 1, sizeof *left), *right = xcalloc((size_t)max_merges + 1, sizeof *right);
     int n_merges = learn_merges(syms, left, right, max_merges);
-    int first_special = 256 + n_merges, n_special_ids = vocab - first_special;
+    /* As in Llama 3, at most 256 special tokens sit at the top of the id range; a larger
+       vocabulary is padded with filler entries in the BPE vocabulary that no merge produces
+       (and no pre-token can match whole), so added_tokens stays small. */
+    int n_special_ids = vocab - 256 - n_merges;
+    if (n_special_ids > 256) n_special_ids = 256;
+    int first_special = vocab - n_special_ids, n_fillers = first_special - 256 - n_merges;
 
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "version", "1.0");
@@ -327,6 +332,11 @@ int synth_write_builtin_tokenizer(const char *dir, int vocab, SynthTokenIds *ids
     byte_alphabet(order, cp);
     for (int i = 0; i < 256; i++) cJSON_AddNumberToObject(v, syms[order[i]].text, i);
     for (int m = 0; m < n_merges; m++) cJSON_AddNumberToObject(v, syms[256 + m].text, 256 + m);
+    for (int k = 0; k < n_fillers; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "<filler_%d>", k);
+        cJSON_AddNumberToObject(v, name, 256 + n_merges + k);
+    }
     cJSON *merges = cJSON_AddArrayToObject(model, "merges");
     for (int m = 0; m < n_merges; m++) {
         char t[160];

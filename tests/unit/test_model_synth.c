@@ -242,28 +242,27 @@ static void test_shards_and_dtypes(void **state) {
 
 /* The built-in tokenizer is a consistent BPE: every merge joins two vocabulary entries into
  * a third, ids are unique and cover 0..vocab-1, BOS/EOS are the special tokens. */
-static void test_builtin_tokenizer(void **state) {
-    (void)state;
-    char *dir = path_join(tmpdir, "tok");
+static void check_builtin_tokenizer(const char *dir, int V) {
     Err e = {0};
-    assert_int_equal(mkdir_p(dir, &e), 0);
     SynthTokenIds ids;
-    assert_int_equal(synth_write_builtin_tokenizer(dir, 400, &ids, &e), 0);
+    assert_int_equal(synth_write_builtin_tokenizer(dir, V, &ids, &e), 0);
     char *p = path_join(dir, "tokenizer.json");
     cJSON *t;
     assert_int_equal(json_read_file(p, 1 << 24, &t, &e), 0);
     const cJSON *model = cJSON_GetObjectItem(t, "model"), *vocab = cJSON_GetObjectItem(model, "vocab");
     const cJSON *merges = cJSON_GetObjectItem(model, "merges"), *added = cJSON_GetObjectItem(t, "added_tokens");
     assert_string_equal(cJSON_GetObjectItem(model, "type")->valuestring, "BPE");
-    int nv = cJSON_GetArraySize(vocab), nm = cJSON_GetArraySize(merges), na = cJSON_GetArraySize(added);
-    print_message("built-in tokenizer: %d vocab (%d merges), %d added tokens\n", nv, nm, na);
-    assert_int_equal(nv, 256 + nm);
-    assert_int_equal(nv + na, 400);
-    assert_true(nm > 50);
-    char *seen = xcalloc(400, 1);
+    int nv = cJSON_GetArraySize(vocab), nm = cJSON_GetArraySize(merges), na = cJSON_GetArraySize(added), fillers = 0;
+    for (const cJSON *v = vocab->child; v; v = v->next) fillers += !strncmp(v->string, "<filler_", 8);
+    print_message("built-in tokenizer, vocab %d: %d BPE entries (%d merges, %d fillers), %d added tokens\n", V, nv, nm,
+                  fillers, na);
+    assert_int_equal(nv, 256 + nm + fillers);
+    assert_int_equal(nv + na, V);
+    assert_true(nm > 50 && na <= 256);
+    char *seen = xcalloc((size_t)V, 1);
     for (const cJSON *v = vocab->child; v; v = v->next) seen[v->valueint]++;
     for (const cJSON *v = added->child; v; v = v->next) seen[cJSON_GetObjectItem(v, "id")->valueint]++;
-    for (int i = 0; i < 400; i++) assert_int_equal(seen[i], 1);
+    for (int i = 0; i < V; i++) assert_int_equal(seen[i], 1);
     for (const cJSON *m = merges->child; m; m = m->next) {
         char buf[256];
         snprintf(buf, sizeof buf, "%s", m->valuestring);
@@ -278,10 +277,25 @@ static void test_builtin_tokenizer(void **state) {
     }
     assert_string_equal(cJSON_GetObjectItem(added->child, "content")->valuestring, "<|begin_of_text|>");
     assert_int_equal(ids.bos, cJSON_GetObjectItem(added->child, "id")->valueint);
+    assert_int_equal(ids.bos, V - na);
     assert_int_equal(ids.n_eos, 2);
     free(seen);
     cJSON_Delete(t);
     free(p);
+}
+
+/* The built-in tokenizer is a consistent BPE: every merge joins two vocabulary entries into
+ * a third, ids are unique and cover 0..vocab-1, BOS/EOS are special tokens; above 256 + merges
+ * + 256 ids, filler entries pad the BPE vocabulary and 256 specials sit on top (Llama 3's
+ * layout: BOS = vocab - 256). */
+static void test_builtin_tokenizer(void **state) {
+    (void)state;
+    char *dir = path_join(tmpdir, "tok");
+    Err e = {0};
+    assert_int_equal(mkdir_p(dir, &e), 0);
+    check_builtin_tokenizer(dir, 400);
+    check_builtin_tokenizer(dir, 2000);
+    SynthTokenIds ids;
     assert_int_equal(synth_write_builtin_tokenizer(dir, 260, &ids, &e), -1);
     assert_non_null(strstr(e.msg, "needs a vocabulary of at least 261"));
     free(dir);
