@@ -69,16 +69,23 @@ static void f32_to_f16_portable(const unsigned char *src, size_t n, uint16_t *ds
 #include <immintrin.h>
 #define HAVE_F16C_PATH 1
 
-__attribute__((target("avx2,f16c"))) static void bf16_to_f16_f16c(const unsigned char *src, size_t n,
-                                                                     uint16_t *dst) {
-    size_t i = 0;
+/* Returns the number of values that overflowed to inf (the bf16_overflows_f16 test, on 8 lanes). */
+__attribute__((target("avx2,f16c"))) static size_t bf16_to_f16_f16c(const unsigned char *src, size_t n,
+                                                                       uint16_t *dst) {
+    const __m128i abs_mask = _mm_set1_epi16(0x7fff), lo = _mm_set1_epi16(0x477f), hi = _mm_set1_epi16(0x7f80);
+    size_t i = 0, over = 0;
     for (; i + 8 <= n; i += 8) {
         __m128i h = _mm_loadu_si128((const __m128i *)(src + 2 * i));
         __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
         __m128i r = _mm256_cvtps_ph(_mm256_castsi256_ps(w), _MM_FROUND_TO_NEAREST_INT);
         _mm_storeu_si128((__m128i *)(dst + i), r);
+        __m128i a = _mm_and_si128(h, abs_mask);
+        int m = _mm_movemask_epi8(_mm_and_si128(_mm_cmpgt_epi16(a, lo), _mm_cmplt_epi16(a, hi)));
+        if (m) over += (size_t)__builtin_popcount((unsigned)m) / 2;
     }
+    over += count_f16_overflow_from_bf16(src + 2 * i, n - i); /* before converting: src may be dst */
     bf16_to_f16_portable(src + 2 * i, n - i, dst + i);
+    return over;
 }
 
 __attribute__((target("avx2,f16c"))) static void f32_to_f16_f16c(const unsigned char *src, size_t n,
@@ -89,6 +96,15 @@ __attribute__((target("avx2,f16c"))) static void f32_to_f16_f16c(const unsigned 
         _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
     }
     f32_to_f16_portable(src + 4 * i, n - i, dst + i);
+}
+
+__attribute__((target("avx2,f16c"))) static void bf16_to_f32_avx2(const unsigned char *src, size_t n, float *dst) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(src + 2 * i));
+        _mm256_storeu_si256((__m256i *)(void *)(dst + i), _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    bf16_to_f32_portable(src + 2 * i, n - i, dst + i);
 }
 
 __attribute__((target("avx2,f16c"))) static void f16_to_f32_f16c(const unsigned char *src, size_t n, float *dst) {
@@ -118,8 +134,16 @@ static int have_f16c(void) {
 void st_convert_f32(StDtype src_type, const void *src, size_t n, float *dst) {
     const unsigned char *s = src;
     switch (src_type) {
-    case ST_F32: memcpy(dst, s, n * 4); return;
-    case ST_BF16: bf16_to_f32_portable(s, n, dst); return;
+    case ST_F32: memmove(dst, s, n * 4); return;
+    case ST_BF16:
+#if HAVE_F16C_PATH
+        if (have_f16c()) {
+            bf16_to_f32_avx2(s, n, dst);
+            return;
+        }
+#endif
+        bf16_to_f32_portable(s, n, dst);
+        return;
     case ST_F16:
 #if HAVE_F16C_PATH
         if (have_f16c()) {
@@ -134,22 +158,26 @@ void st_convert_f32(StDtype src_type, const void *src, size_t n, float *dst) {
 
 size_t st_convert_f16(StDtype src_type, const void *src, size_t n, uint16_t *dst) {
     const unsigned char *s = src;
+    size_t over;
     switch (src_type) {
-    case ST_F16: memcpy(dst, s, n * 2); return 0;
+    case ST_F16: memmove(dst, s, n * 2); return 0;
     case ST_BF16:
 #if HAVE_F16C_PATH
-        if (have_f16c()) bf16_to_f16_f16c(s, n, dst);
-        else
+        if (have_f16c()) return bf16_to_f16_f16c(s, n, dst);
 #endif
-            bf16_to_f16_portable(s, n, dst);
-        return count_f16_overflow_from_bf16(s, n);
+        over = count_f16_overflow_from_bf16(s, n); /* before converting: s may be dst */
+        bf16_to_f16_portable(s, n, dst);
+        return over;
     case ST_F32:
+        over = count_f16_overflow_from_f32(s, n);
 #if HAVE_F16C_PATH
-        if (have_f16c()) f32_to_f16_f16c(s, n, dst);
-        else
+        if (have_f16c()) {
+            f32_to_f16_f16c(s, n, dst);
+            return over;
+        }
 #endif
-            f32_to_f16_portable(s, n, dst);
-        return count_f16_overflow_from_f32(s, n);
+        f32_to_f16_portable(s, n, dst);
+        return over;
     }
     return 0;
 }

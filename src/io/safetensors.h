@@ -17,10 +17,11 @@
  * tensor. Only BF16, F16 and F32 tensors are accepted: quantized dtypes (F8_*, I8, U8, ...) get
  * an error asking the user to dequantize the checkpoint first.
  *
- * Tensors stay in the mapping; the st_read_* functions convert them into caller buffers as
- * fp32 or fp16, the whole tensor or rows [r0, r0+n) along dim 0, and then drop the pages they
- * touched from this process's mapping (the page cache keeps them), so streaming a model
- * through the reader never holds the whole model in memory.
+ * The file is mapped read-only: the header is parsed from the mapping and StTensor.data is a
+ * zero-copy view of each tensor. The st_read_* functions convert a tensor, or rows [r0, r0+n)
+ * along dim 0, into a caller buffer as fp32 or fp16; they read with pread() through a bounce
+ * buffer of at most 1 MB (faster than faulting mapped pages in, and the resident set stays at
+ * the caller's buffers), so streaming a model never holds it in memory.
  *
  * Ownership: st_open returns a StFile the caller releases with st_close; StTensor pointers
  * (and their names) belong to the StFile and live until st_close.
@@ -83,7 +84,8 @@ int st_read_rows_f32(const StTensor *t, size_t r0, size_t n, float *dst, Err *e)
 long st_read_rows_f16(const StTensor *t, size_t r0, size_t n, uint16_t *dst, Err *e);
 
 /* Conversion kernels used by the readers, exposed for tests and benchmarks.
- * src may be unaligned. The f16 variants return the count of overflows to inf. */
+ * src may be unaligned; src and dst may be the same buffer when the element sizes match
+ * (BF16 -> fp16 in place). st_convert_f16 returns the count of overflows to inf. */
 void st_convert_f32(StDtype src_type, const void *src, size_t n, float *dst);
 size_t st_convert_f16(StDtype src_type, const void *src, size_t n, uint16_t *dst);
 /* Tests: 1 = use only the portable C kernels (also where F16C exists), 0 = detect. */

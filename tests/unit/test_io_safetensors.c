@@ -168,6 +168,27 @@ static void test_valid_edge_cases(void **state) {
     free(p);
 }
 
+/* A file truncated after it was opened: reading reports it instead of crashing. */
+static void test_truncated_after_open(void **state) {
+    (void)state;
+    StWriteSpec spec = {"t", ST_BF16, 2, {64, 64}};
+    uint16_t v[64 * 64] = {0};
+    char *p = tmp_path("trunc.safetensors");
+    StWriter *w;
+    Err e = {0};
+    assert_int_equal(st_writer_open(&w, p, &spec, 1, &e), 0);
+    assert_int_equal(st_writer_write(w, v, sizeof v, &e), 0);
+    assert_int_equal(st_writer_finish(w, &e), 0);
+    StFile *f;
+    assert_int_equal(st_open(&f, p, &e), 0);
+    assert_int_equal(truncate(p, 200), 0);
+    float out[64 * 64];
+    assert_int_equal(st_read_f32(st_find(f, "t"), out, &e), -1);
+    assert_non_null(strstr(e.msg, "tensor 't': unexpected end of file"));
+    st_close(f);
+    free(p);
+}
+
 /* ==== conversions ========================================================= */
 
 /* Every bf16 and fp16 bit pattern through the dispatching (hardware where present) and the
@@ -191,6 +212,13 @@ static void test_conversion_kernels(void **state) {
         }
         assert_int_equal(inf, want_inf);
         assert_true(want_inf > 0);
+        /* in place (src == dst) gives the same values and count */
+        uint16_t *inplace = xmalloc(n * 2);
+        memcpy(inplace, src, n * 2);
+        assert_int_equal(st_convert_f16(ST_BF16, inplace, n, inplace), want_inf);
+        for (size_t i = 0; i < n; i++)
+            if (!isnan(bf16_to_f32(src[i]))) assert_int_equal(inplace[i], out16[i]);
+        free(inplace);
         st_convert_f32(ST_F16, src, n, out32);
         for (size_t i = 0; i < n; i++) {
             float want = f16_to_f32(src[i]);
@@ -403,6 +431,7 @@ int main(void) {
         cmocka_unit_test(test_header_rules),       cmocka_unit_test(test_valid_edge_cases),
         cmocka_unit_test(test_conversion_kernels), cmocka_unit_test(test_row_reads_all_dtypes),
         cmocka_unit_test(test_writer_layout),      cmocka_unit_test(test_sharded_rules),
+        cmocka_unit_test(test_truncated_after_open),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
