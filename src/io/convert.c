@@ -66,6 +66,7 @@ static void f32_to_f16_portable(const unsigned char *src, size_t n, uint16_t *ds
 /* ==== x86-64 F16C kernels ================================================= */
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define HAVE_F16C_PATH 1
 
@@ -116,14 +117,29 @@ __attribute__((target("avx2,f16c"))) static void f16_to_f32_f16c(const unsigned 
     f16_to_f32_portable(src + 2 * i, n - i, dst + i);
 }
 
+/* AVX2 and F16C present, and AVX state enabled by the OS (cpuid + xgetbv; written out
+ * because clang's __builtin_cpu_supports does not know "f16c"). */
+static int detect_f16c(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
+    if (!osxsave || !avx || !f16c) return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 6) != 6) return 0; /* XMM and YMM state saved by the OS */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (b >> 5) & 1; /* AVX2 */
+}
+
 static int have_f16c(void) {
-    static int cached = -1;
-    if (force_portable) return 0;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    static int cached = -1; /* racing first calls compute the same value */
+    if (__atomic_load_n(&force_portable, __ATOMIC_RELAXED)) return 0;
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = detect_f16c();
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
     }
-    return cached;
+    return v;
 }
 #else
 #define HAVE_F16C_PATH 0
@@ -182,4 +198,4 @@ size_t st_convert_f16(StDtype src_type, const void *src, size_t n, uint16_t *dst
     return 0;
 }
 
-void st_convert_force_portable(int on) { force_portable = on; }
+void st_convert_force_portable(int on) { __atomic_store_n(&force_portable, on, __ATOMIC_RELAXED); }
