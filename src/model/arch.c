@@ -25,16 +25,11 @@ typedef struct Cfg {
 
 static int cfg_fail(const Cfg *c) { return err_wrap(c->e, "%s: %s", c->origin, c->keyprefix); }
 
-/* Integer key; absent -> *out = def, or an error when def is REQUIRED. */
-#define REQUIRED INT64_MIN
+/* Integer key in [min, max]; absent or null -> *out = def. */
 static int cfg_int(const Cfg *c, const char *key, int64_t min, int64_t max, int64_t def, int64_t *out) {
     int r = json_get_int(c->obj, key, min, max, out, c->e);
     if (r < 0) return cfg_fail(c);
-    if (r == 0) {
-        if (def == REQUIRED)
-            return err_set(c->e, "%s: required key \"%s%s\" is missing", c->origin, c->keyprefix, key);
-        *out = def;
-    }
+    if (r == 0) *out = def;
     return 0;
 }
 
@@ -77,6 +72,7 @@ static const cJSON *cfg_item(const cJSON *obj, const char *key) {
 typedef struct FamilyDefaults {
     const char *model_type;
     ArchFamily family;
+    int hidden, n_layers, n_heads, n_kv_heads, intermediate, vocab; /* n_kv_heads 0 = n_heads */
     double rope_theta, rms_eps;
     int tied, max_position;
     int head_dim;           /* 0 = hidden / heads */
@@ -84,12 +80,16 @@ typedef struct FamilyDefaults {
     int bos, eos;           /* -1 = none */
 } FamilyDefaults;
 
-/* transformers 4.57 config-class defaults for keys a config.json may omit. */
+/* transformers 4.57 config-class defaults, used for every key a config.json omits, as
+ * transformers does. Released configs are not always complete: Gemma 3 multimodal
+ * text_config objects list only what differs from these (gemma-3-4b-it gives hidden size,
+ * MLP size, layers, rope_scaling and window, and relies on the defaults for heads and vocab). */
 static const FamilyDefaults families[] = {
-    {"llama", FAMILY_LLAMA, 10000.0, 1e-6, 0, 2048, 0, "silu", 1, 2},
-    {"qwen2", FAMILY_QWEN2, 10000.0, 1e-6, 0, 32768, 0, "silu", -1, -1},
-    {"qwen3", FAMILY_QWEN3, 10000.0, 1e-6, 0, 32768, 128, "silu", -1, -1},
-    {"gemma3_text", FAMILY_GEMMA3, 1000000.0, 1e-6, 1, 131072, 256, "gelu_pytorch_tanh", 2, 1},
+    {"llama", FAMILY_LLAMA, 4096, 32, 32, 0, 11008, 32000, 10000.0, 1e-6, 0, 2048, 0, "silu", 1, 2},
+    {"qwen2", FAMILY_QWEN2, 4096, 32, 32, 32, 22016, 151936, 10000.0, 1e-6, 0, 32768, 0, "silu", -1, -1},
+    {"qwen3", FAMILY_QWEN3, 4096, 32, 32, 32, 22016, 151936, 10000.0, 1e-6, 0, 32768, 128, "silu", -1, -1},
+    {"gemma3_text", FAMILY_GEMMA3, 2304, 26, 8, 4, 9216, 262208, 1000000.0, 1e-6, 1, 131072, 256, "gelu_pytorch_tanh",
+     2, 1},
 };
 
 const char *arch_family_name(ArchFamily f) {
@@ -236,25 +236,27 @@ static int parse_sliding(const Cfg *c, Arch *a) {
 
 static int check_dims(const Cfg *c, Arch *a, int head_dim_given) {
     if (a->n_kv_heads > a->n_heads || a->n_heads % a->n_kv_heads)
-        return err_set(c->e, "%s: num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)", c->origin,
-                       a->n_heads, a->n_kv_heads);
+        return err_set(c->e, "%s: %snum_attention_heads (%d) must be a multiple of num_key_value_heads (%d)",
+                       c->origin, c->keyprefix, a->n_heads, a->n_kv_heads);
     if (!head_dim_given && a->hidden % a->n_heads)
-        return err_set(c->e, "%s: hidden_size (%d) is not a multiple of num_attention_heads (%d) and there is no "
+        return err_set(c->e, "%s: %shidden_size (%d) is not a multiple of num_attention_heads (%d) and there is no "
                              "head_dim",
-                       c->origin, a->hidden, a->n_heads);
-    if (a->head_dim % 2) return err_set(c->e, "%s: head_dim (%d) must be even for RoPE", c->origin, a->head_dim);
+                       c->origin, c->keyprefix, a->hidden, a->n_heads);
+    if (a->head_dim % 2)
+        return err_set(c->e, "%s: %shead_dim (%d) must be even for RoPE", c->origin, c->keyprefix, a->head_dim);
     return 0;
 }
 
 static int parse_text_config(const Cfg *c, const FamilyDefaults *fd, Arch *a) {
     a->family = fd->family;
     int gemma = fd->family == FAMILY_GEMMA3;
-    if (cfg_int32(c, "hidden_size", 1, 1 << 20, REQUIRED, &a->hidden) < 0 ||
-        cfg_int32(c, "num_hidden_layers", 1, 4096, REQUIRED, &a->n_layers) < 0 ||
-        cfg_int32(c, "num_attention_heads", 1, 4096, REQUIRED, &a->n_heads) < 0 ||
-        cfg_int32(c, "num_key_value_heads", 1, 4096, a->n_heads, &a->n_kv_heads) < 0 ||
-        cfg_int32(c, "intermediate_size", 1, 1 << 22, REQUIRED, &a->intermediate) < 0 ||
-        cfg_int32(c, "vocab_size", 1, 1 << 24, REQUIRED, &a->vocab) < 0 ||
+    if (cfg_int32(c, "hidden_size", 1, 1 << 20, fd->hidden, &a->hidden) < 0 ||
+        cfg_int32(c, "num_hidden_layers", 1, 4096, fd->n_layers, &a->n_layers) < 0 ||
+        cfg_int32(c, "num_attention_heads", 1, 4096, fd->n_heads, &a->n_heads) < 0 ||
+        cfg_int32(c, "num_key_value_heads", 1, 4096, fd->n_kv_heads ? fd->n_kv_heads : a->n_heads,
+                  &a->n_kv_heads) < 0 ||
+        cfg_int32(c, "intermediate_size", 1, 1 << 22, fd->intermediate, &a->intermediate) < 0 ||
+        cfg_int32(c, "vocab_size", 1, 1 << 24, fd->vocab, &a->vocab) < 0 ||
         cfg_int32(c, "max_position_embeddings", 1, 1 << 30, fd->max_position, &a->max_position) < 0)
         return -1;
     int head_dim_given = cfg_item(c->obj, "head_dim") != NULL;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "common/half.h"
 #include "common/util.h"
 #include "io/json.h"
 #include "model/reference.h"
@@ -224,6 +225,36 @@ static void test_fp16_overflow_statistics(void **state) {
     free_expected(&x);
 }
 
+/* The residual clamp (the preflight's sweep): with +-55000 after every residual add the fp16
+ * run of fp16_overflow stays finite and the peaks respect the clamp. */
+static void test_residual_clamp(void **state) {
+    (void)state;
+    char *dir = xasprintf("%s/refvectors/fp16_overflow", data_dir());
+    Expected x;
+    load_expected(dir, &x);
+    RefModel *m;
+    Err e = {0};
+    RefOptions opt = {.precision = REF_FP16, .residual_clamp = 55000};
+    if (ref_load(&m, dir, &opt, &e) < 0) fail_msg("%s", e.msg);
+    free(dir);
+    RefStats *st = ref_stats_new(m);
+    ref_set_stats(m, st);
+    int V = ref_arch(m)->vocab;
+    float *logits = xmalloc(sizeof(float) * V);
+    assert_int_equal(ref_forward(m, x.prompt, x.n_prompt, 0, logits, 0, &e), 0);
+    float peak = 0;
+    for (int l = 0; l < 3; l++) peak = fmaxf(peak, fmaxf(st->layers[l].resid_after_attn, st->layers[l].resid_after_mlp));
+    print_message("fp16 with clamp 55000: residual peak %.0f, first non-finite \"%s\", greedy id %d (fp32: %d)\n", peak,
+                  st->first_nonfinite, ref_argmax(logits, V), x.generated[0]);
+    assert_true(peak <= round_f16(55000.0f)); /* the clamp bound itself is an fp16 value: 55008 */
+    assert_string_equal(st->first_nonfinite, "");
+    for (int i = 0; i < V; i++) assert_true(isfinite(logits[i]));
+    ref_stats_free(st);
+    ref_free(m);
+    free(logits);
+    free_expected(&x);
+}
+
 static void test_top_k(void **state) {
     (void)state;
     float v[8] = {0.5f, 3.0f, -1.0f, 3.0f, 2.0f, 7.0f, 0.0f, 2.5f};
@@ -242,6 +273,7 @@ int main(void) {
         cmocka_unit_test(test_incremental_equals_full),
         cmocka_unit_test(test_rewind_replaces_cache),
         cmocka_unit_test(test_fp16_overflow_statistics),
+        cmocka_unit_test(test_residual_clamp),
         cmocka_unit_test(test_top_k),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

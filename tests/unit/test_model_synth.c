@@ -376,6 +376,44 @@ static void test_post_norm_scale_overflows_fp16(void **state) {
     free(dir);
 }
 
+static void set_config_number(const char *dir, const char *key, double v) {
+    char *p = path_join(dir, "config.json");
+    cJSON *c;
+    Err e = {0};
+    assert_int_equal(json_read_file(p, 1 << 20, &c, &e), 0);
+    cJSON_DeleteItemFromObject(c, key);
+    cJSON_AddNumberToObject(c, key, v);
+    char *text = cJSON_Print(c);
+    assert_int_equal(file_write_atomic(p, text, strlen(text), &e), 0);
+    cJSON_free(text);
+    cJSON_Delete(c);
+    free(p);
+}
+
+/* Gemma's optional soft-capping (null in every released Gemma 3 config): the final cap maps
+ * logits through cap * tanh(x / cap); the attention cap changes the scores. */
+static void test_softcapping(void **state) {
+    (void)state;
+    SynthSpec s;
+    spec(&s, "gemma3_text");
+    char *dir = make(&s, "softcap");
+    int seq[12];
+    for (int i = 0; i < 12; i++) seq[i] = (i * 29 + 3) % 320;
+    float *plain = logits_of(dir, seq, 12);
+    set_config_number(dir, "final_logit_softcapping", 0.5);
+    float *capped = logits_of(dir, seq, 12);
+    double d = 0;
+    for (int i = 0; i < 12 * 320; i++) d = fmax(d, fabs(capped[i] - 0.5 * tanh(plain[i] / 0.5)));
+    assert_true(d < 1e-6);
+    set_config_number(dir, "final_logit_softcapping", 0);
+    set_config_number(dir, "attn_logit_softcapping", 0.05);
+    float *attn = logits_of(dir, seq, 12);
+    double changed = max_diff(plain, attn, 12 * 320);
+    print_message("final cap: max |dev| %.1e; attention cap 0.05 changes logits by %.3f\n", d, changed);
+    assert_true(changed > 1e-3);
+    free(plain), free(capped), free(attn), free(dir);
+}
+
 static void test_errors(void **state) {
     (void)state;
     SynthSpec s;
@@ -418,6 +456,7 @@ int main(void) {
         cmocka_unit_test(test_builtin_tokenizer),
         cmocka_unit_test(test_copied_tokenizers),
         cmocka_unit_test(test_post_norm_scale_overflows_fp16),
+        cmocka_unit_test(test_softcapping),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
