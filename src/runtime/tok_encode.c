@@ -94,7 +94,6 @@ typedef struct {
     int cap_syms;
     Cand *heap;
     int n_heap, cap_heap;
-    Err *e;
 } Enc;
 
 /* ==== normalizers ===================================================================== */
@@ -583,7 +582,7 @@ int tok_encode(const Tokenizer *t, const char *text, size_t len, int flags, int 
     size_t bad = utf8_valid_prefix(text, len);
     if (bad != len) return err_set(e, "text is not valid UTF-8 (byte %zu of %zu)", bad, len);
     TokMatch m = {pcre2_match_data_create(8, NULL), 0};
-    Enc x = {.t = t, .md = &m, .e = e};
+    Enc x = {.t = t, .md = &m};
     IntVec ids = {0};
     SegList segs = {0};
     split_added(t, &t->trie_raw, text, len, &segs, &m);

@@ -1,5 +1,6 @@
 /* tok_internal.h - the tokenizer's in-memory form, shared by tokenizer.c (loading),
- * tok_json.c (the fast vocab/merges reader), tok_encode.c and tok_decode.c.
+ * tok_pipeline.c (regexes, pipeline trees), tok_json.c (the fast vocab/merges reader),
+ * tok_map.c (hash maps), tok_encode.c and tok_decode.c.
  * Not a public header: users go through runtime/tokenizer.h. */
 #ifndef ANEMLL_TOK_INTERNAL_H
 #define ANEMLL_TOK_INTERNAL_H
@@ -200,6 +201,18 @@ typedef struct {
     int (*merge_entry)(void *ctx, long index, const char *a, size_t alen, const char *b, size_t blen, Err *e);
 } TokJsonVisitor;
 int tok_json_read(const char *text, size_t len, const TokJsonVisitor *v, Err *e);
+
+/* Pipeline trees from their tokenizer.json objects (tok_pipeline.c). `where` is the JSON
+ * path used in messages; on failure *out may hold a partial tree (free it). */
+struct cJSON;
+int load_normalizer(const struct cJSON *o, TokNormalizer **out, const char *where, Err *e);
+int load_pre_tokenizer(const struct cJSON *o, TokPreTokenizer **out, const char *where, Err *e);
+int load_post_processor(const struct cJSON *o, TokPostProcessor **out, const char *where, Err *e);
+int load_decoder(const struct cJSON *o, TokDecoder **out, const char *where, Err *e);
+void free_normalizer(TokNormalizer *n);
+void free_pre_tokenizer(TokPreTokenizer *p);
+void free_post_processor(TokPostProcessor *p);
+void free_decoder(TokDecoder *d);
 
 /* Compiles a Hugging Face (Oniguruma-syntax) regex with PCRE2 in UTF + UCP mode. */
 int tok_regex_compile(const char *pattern, pcre2_code **out, Err *e);
