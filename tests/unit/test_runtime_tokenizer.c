@@ -716,6 +716,20 @@ static void test_chat_template_variants(void **state) {
         free(prompt);
         tok_free(t);
     }
+    /* a template in chat_template.jinja (newer Hugging Face folders) when the config has none */
+    char *dir = make_dir("jinja_file", tj, "{\"bos_token\": \"<|begin_of_text|>\"}");
+    char *jinja = path_join(dir, "chat_template.jinja");
+    const char *gemma_like = "{{ bos_token }}{{ '<start_of_turn>' + role + '\\n' }}";
+    if (file_write_atomic(jinja, gemma_like, strlen(gemma_like), &e) < 0) fail_msg("%s", e.msg);
+    Tokenizer *jt;
+    if (tok_load(&jt, dir, &e) < 0) fail_msg("%s", e.msg);
+    assert_string_equal(tok_chat_template(jt), gemma_like);
+    ChatFormat jf;
+    assert_int_equal(chat_detect_format(jt, &jf, &e), 0);
+    assert_int_equal(jf, CHAT_FORMAT_GEMMA);
+    tok_free(jt);
+    free(jinja);
+    free(dir);
     free(tj);
     /* no template: the format comes from the special tokens (mini_bytelevel has Llama 3's) */
     ChatFormat f;
