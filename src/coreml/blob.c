@@ -1,0 +1,401 @@
+/* blob.c - weight.bin (blob storage v2): streaming writer with de-duplication, mapped reader. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "coreml/blob.h"
+
+/* ==== dtype codes ==== */
+
+static const struct {
+    MilDType dt;
+    uint32_t code;
+} blob_codes[] = {
+    {MIL_FP16, 1},  {MIL_FP32, 2},   {MIL_UINT8, 3},  {MIL_INT8, 4},   {MIL_BF16, 5},   {MIL_INT16, 6},
+    {MIL_UINT16, 7}, {MIL_INT4, 8},  {MIL_UINT1, 9},  {MIL_UINT2, 10}, {MIL_UINT4, 11}, {MIL_UINT3, 12},
+    {MIL_UINT6, 13}, {MIL_INT32, 14}, {MIL_UINT32, 15}, {MIL_FP8E4M3FN, 16}, {MIL_FP8E5M2, 17},
+};
+#define N_CODES (sizeof blob_codes / sizeof blob_codes[0])
+
+uint32_t blob_dtype_code(MilDType dt) {
+    for (size_t i = 0; i < N_CODES; i++)
+        if (blob_codes[i].dt == dt) return blob_codes[i].code;
+    return 0;
+}
+
+MilDType blob_dtype_from_code(uint32_t code) {
+    for (size_t i = 0; i < N_CODES; i++)
+        if (blob_codes[i].code == code) return blob_codes[i].dt;
+    return MIL_DT_INVALID;
+}
+
+static void put_u32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put_u64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t get_u64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+static uint64_t align_up(uint64_t x) { return (x + BLOB_ALIGNMENT - 1) / BLOB_ALIGNMENT * BLOB_ALIGNMENT; }
+
+/* Unused bits at the end of the last byte of n sub-byte elements. */
+static uint64_t padding_bits_for(MilDType dt, uint64_t n) {
+    if (!mil_dtype_is_subbyte(dt)) return 0;
+    return (8 - n * (uint64_t)mil_dtype_bits(dt) % 8) % 8;
+}
+
+/* ==== Writer ==== */
+
+typedef struct Entry {
+    uint64_t hash, numel, nbytes, offset, data_offset;
+    uint32_t code;
+    int next;            /* chain in the bucket, -1 = end */
+} Entry;
+
+struct BlobWriter {
+    int fd;
+    char *path;
+    uint64_t size;       /* bytes written so far (file length) */
+    uint32_t count;
+    Entry *entries;
+    int n_entries, cap_entries;
+    int *buckets;        /* heads, -1 = empty */
+    int n_buckets;
+    uint64_t digest[2];
+    uint64_t reused_bytes;
+};
+
+static int write_all(BlobWriter *w, const void *data, uint64_t n, Err *e) {
+    const uint8_t *p = data;
+    while (n) {
+        size_t chunk = n > (1u << 30) ? (1u << 30) : (size_t)n;
+        ssize_t k = write(w->fd, p, chunk);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return err_errno(e, "cannot write %s", w->path);
+        p += k;
+        n -= (uint64_t)k;
+        w->size += (uint64_t)k;
+    }
+    return 0;
+}
+
+static int write_header(BlobWriter *w, Err *e) {
+    uint8_t h[BLOB_HEADER_SIZE] = {0};
+    put_u32(h, w->count);
+    put_u32(h + 4, BLOB_VERSION);
+    ssize_t k;
+    do k = pwrite(w->fd, h, sizeof h, 0);
+    while (k < 0 && errno == EINTR);
+    if (k != (ssize_t)sizeof h) return err_errno(e, "cannot write the header of %s", w->path);
+    return 0;
+}
+
+int blob_writer_open(BlobWriter **out, const char *path, Err *e) {
+    *out = NULL;
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return err_errno(e, "cannot create %s", path);
+    BlobWriter *w = xcalloc(1, sizeof *w);
+    w->fd = fd;
+    w->path = xstrdup(path);
+    w->n_buckets = 1024;
+    w->buckets = xmalloc(sizeof *w->buckets * (size_t)w->n_buckets);
+    for (int i = 0; i < w->n_buckets; i++) w->buckets[i] = -1;
+    w->digest[0] = 0x243F6A8885A308D3ull;
+    w->digest[1] = 0x13198A2E03707344ull;
+    uint8_t h[BLOB_HEADER_SIZE] = {0};
+    put_u32(h + 4, BLOB_VERSION);
+    if (write_all(w, h, sizeof h, e) < 0) {
+        blob_writer_free(w);
+        return -1;
+    }
+    *out = w;
+    return 0;
+}
+
+void blob_writer_free(BlobWriter *w) {
+    if (!w) return;
+    if (w->fd >= 0) close(w->fd);
+    free(w->path);
+    free(w->entries);
+    free(w->buckets);
+    free(w);
+}
+
+/* Compares n bytes at file offset off with data. */
+static int file_equals(BlobWriter *w, uint64_t off, const void *data, uint64_t n, int *equal, Err *e) {
+    enum { CHUNK = 1 << 20 };
+    uint8_t *buf = xmalloc(n < CHUNK ? (size_t)n + 1 : CHUNK);
+    const uint8_t *p = data;
+    *equal = 1;
+    while (n && *equal) {
+        size_t want = n < CHUNK ? (size_t)n : CHUNK;
+        ssize_t k = pread(w->fd, buf, want, (off_t)off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k != (ssize_t)want) {
+            free(buf);
+            return err_errno(e, "cannot read back %s", w->path);
+        }
+        if (memcmp(buf, p, want)) *equal = 0;
+        p += want;
+        off += want;
+        n -= want;
+    }
+    free(buf);
+    return 0;
+}
+
+static void rehash(BlobWriter *w) {
+    free(w->buckets);
+    w->n_buckets *= 2;
+    w->buckets = xmalloc(sizeof *w->buckets * (size_t)w->n_buckets);
+    for (int i = 0; i < w->n_buckets; i++) w->buckets[i] = -1;
+    for (int i = 0; i < w->n_entries; i++) {
+        int b = (int)(w->entries[i].hash & (uint64_t)(w->n_buckets - 1));
+        w->entries[i].next = w->buckets[b];
+        w->buckets[b] = i;
+    }
+}
+
+int blob_writer_add(BlobWriter *w, MilDType dt, uint64_t numel, const void *data, uint64_t *offset, int *reused,
+                    Err *e) {
+    uint32_t code = blob_dtype_code(dt);
+    uint64_t nbytes;
+    if (reused) *reused = 0;
+    if (!code) return err_set(e, "%s: dtype %s cannot be stored in a weight blob", w->path, mil_dtype_name(dt));
+    if (mil_packed_size(dt, numel, &nbytes) < 0) return err_set(e, "%s: blob of %llu elements is too large", w->path, (unsigned long long)numel);
+    if (nbytes && !data) return err_set(e, "%s: blob data is NULL", w->path);
+    if (w->count == UINT32_MAX) return err_set(e, "%s: too many blobs", w->path);
+    uint64_t h = hash64(data ? data : "", (size_t)nbytes, code);
+    int bucket = (int)(h & (uint64_t)(w->n_buckets - 1));
+    for (int i = w->buckets[bucket]; i >= 0; i = w->entries[i].next) {
+        Entry *en = &w->entries[i];
+        if (en->hash != h || en->numel != numel || en->code != code) continue;
+        int equal;
+        if (file_equals(w, en->data_offset, data, nbytes, &equal, e) < 0) return -1;
+        if (!equal) continue;
+        *offset = en->offset;
+        if (reused) *reused = 1;
+        w->reused_bytes += nbytes;
+        return 0;
+    }
+    /* a new blob: zero fill, metadata record, data */
+    uint64_t meta = align_up(w->size);
+    static const uint8_t zeros[BLOB_ALIGNMENT];
+    if (meta > w->size && write_all(w, zeros, meta - w->size, e) < 0) return -1;
+    uint8_t rec[BLOB_METADATA_SIZE] = {0};
+    put_u32(rec, BLOB_SENTINEL);
+    put_u32(rec + 4, code);
+    put_u64(rec + 8, nbytes);
+    put_u64(rec + 16, meta + BLOB_METADATA_SIZE);
+    put_u64(rec + 24, padding_bits_for(dt, numel));
+    if (write_all(w, rec, sizeof rec, e) < 0 || write_all(w, data, nbytes, e) < 0) return -1;
+    w->count++;
+    if (w->n_entries == w->cap_entries) {
+        w->cap_entries = w->cap_entries ? w->cap_entries * 2 : 256;
+        w->entries = xrealloc(w->entries, sizeof *w->entries * (size_t)w->cap_entries);
+    }
+    Entry *en = &w->entries[w->n_entries];
+    en->hash = h;
+    en->numel = numel;
+    en->nbytes = nbytes;
+    en->offset = meta;
+    en->data_offset = meta + BLOB_METADATA_SIZE;
+    en->code = code;
+    en->next = w->buckets[bucket];
+    w->buckets[bucket] = w->n_entries++;
+    if (w->n_entries > w->n_buckets) rehash(w);
+    uint64_t rec_digest[3] = {code, numel, h};
+    w->digest[0] = hash64(rec_digest, sizeof rec_digest, w->digest[0]);
+    w->digest[1] = hash64(rec_digest, sizeof rec_digest, w->digest[1] ^ 0x9E3779B97F4A7C15ull);
+    *offset = meta;
+    return 0;
+}
+
+int blob_writer_finish(BlobWriter *w, Err *e) {
+    if (write_header(w, e) < 0) return -1;
+    if (fsync(w->fd) < 0 && errno != EINVAL && errno != EROFS) return err_errno(e, "cannot sync %s", w->path);
+    return 0;
+}
+
+uint32_t blob_writer_count(const BlobWriter *w) { return w->count; }
+uint64_t blob_writer_size(const BlobWriter *w) { return w->size; }
+uint64_t blob_writer_reused_bytes(const BlobWriter *w) { return w->reused_bytes; }
+void blob_writer_digest(const BlobWriter *w, uint64_t digest[2]) {
+    digest[0] = w->digest[0];
+    digest[1] = w->digest[1];
+}
+
+/* ==== Reader ==== */
+
+struct BlobFile {
+    char *name;
+    const uint8_t *data;
+    uint64_t size;
+    int mapped;
+    uint32_t count;
+};
+
+static int check_header(BlobFile *f, Err *e) {
+    if (f->size < BLOB_HEADER_SIZE)
+        return err_set(e, "%s: truncated weight file (%llu bytes; the header alone is 64)", f->name,
+                       (unsigned long long)f->size);
+    uint32_t version = get_u32(f->data + 4);
+    if (version != BLOB_VERSION)
+        return err_set(e, "%s: weight file format version %u; only version 2 (blob storage v2) is supported", f->name,
+                       version);
+    f->count = get_u32(f->data);
+    return 0;
+}
+
+int blob_file_from_memory(BlobFile **out, const void *data, uint64_t len, const char *name, Err *e) {
+    *out = NULL;
+    BlobFile *f = xcalloc(1, sizeof *f);
+    f->name = xstrdup(name ? name : "weight.bin");
+    f->data = data;
+    f->size = len;
+    if (check_header(f, e) < 0) {
+        blob_file_close(f);
+        return -1;
+    }
+    *out = f;
+    return 0;
+}
+
+int blob_file_open(BlobFile **out, const char *path, Err *e) {
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return err_errno(e, "cannot open weight file %s", path);
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        close(fd);
+        return err_errno(e, "cannot stat %s", path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return err_set(e, "%s is not a regular file", path);
+    }
+    BlobFile *f = xcalloc(1, sizeof *f);
+    f->name = xstrdup(path);
+    f->size = (uint64_t)st.st_size;
+    if (f->size) {
+        void *m = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) {
+            close(fd);
+            err_errno(e, "cannot map %s", path);
+            blob_file_close(f);
+            return -1;
+        }
+        f->data = m;
+        f->mapped = 1;
+    }
+    close(fd);
+    if (check_header(f, e) < 0) {
+        blob_file_close(f);
+        return -1;
+    }
+    *out = f;
+    return 0;
+}
+
+void blob_file_close(BlobFile *f) {
+    if (!f) return;
+    if (f->mapped) munmap((void *)f->data, (size_t)f->size);
+    free(f->name);
+    free(f);
+}
+
+const char *blob_file_name(const BlobFile *f) { return f->name; }
+uint32_t blob_file_count(const BlobFile *f) { return f->count; }
+uint64_t blob_file_size(const BlobFile *f) { return f->size; }
+
+int blob_file_get(const BlobFile *f, uint64_t off, BlobInfo *out, Err *e) {
+    memset(out, 0, sizeof *out);
+    if (off < BLOB_HEADER_SIZE || off > f->size || f->size - off < BLOB_METADATA_SIZE)
+        return err_set(e, "%s: blob offset %llu is out of range (file size %llu)", f->name, (unsigned long long)off,
+                       (unsigned long long)f->size);
+    if (off % BLOB_ALIGNMENT)
+        return err_set(e, "%s: blob offset %llu is not 64-byte aligned", f->name, (unsigned long long)off);
+    const uint8_t *rec = f->data + off;
+    uint32_t sentinel = get_u32(rec);
+    if (sentinel != BLOB_SENTINEL)
+        return err_set(e, "%s: bad sentinel 0x%08X in the blob metadata at offset %llu (expected 0xDEADBEEF)", f->name,
+                       sentinel, (unsigned long long)off);
+    uint32_t code = get_u32(rec + 4);
+    MilDType dt = blob_dtype_from_code(code);
+    if (dt == MIL_DT_INVALID)
+        return err_set(e, "%s: unknown blob dtype code %u at offset %llu", f->name, code, (unsigned long long)off);
+    uint64_t size = get_u64(rec + 8), data_off = get_u64(rec + 16), pad = get_u64(rec + 24);
+    if (data_off < off + BLOB_METADATA_SIZE || data_off > f->size || f->size - data_off < size)
+        return err_set(e, "%s: blob at offset %llu has data [%llu, +%llu) outside the file (size %llu); the file is "
+                          "truncated or corrupt",
+                       f->name, (unsigned long long)off, (unsigned long long)data_off, (unsigned long long)size,
+                       (unsigned long long)f->size);
+    if (data_off % BLOB_ALIGNMENT)
+        return err_set(e, "%s: blob at offset %llu has unaligned data offset %llu", f->name, (unsigned long long)off,
+                       (unsigned long long)data_off);
+    int bits = mil_dtype_bits(dt);
+    if (mil_dtype_is_subbyte(dt)) {
+        if (pad >= 8 || pad > size * 8)
+            return err_set(e, "%s: blob at offset %llu has %llu padding bits (must be < 8)", f->name,
+                           (unsigned long long)off, (unsigned long long)pad);
+        if ((bits == 1 || bits == 2 || bits == 4) && pad % (uint64_t)bits)
+            return err_set(e, "%s: blob at offset %llu: %llu padding bits is not a multiple of %d for %s", f->name,
+                           (unsigned long long)off, (unsigned long long)pad, bits, mil_dtype_name(dt));
+        if ((size * 8 - pad) % (uint64_t)bits)
+            return err_set(e, "%s: blob at offset %llu: %llu bits of %s data is not a whole number of elements",
+                           f->name, (unsigned long long)off, (unsigned long long)(size * 8 - pad), mil_dtype_name(dt));
+    } else {
+        if (pad)
+            return err_set(e, "%s: blob at offset %llu has padding bits for a byte-sized dtype %s", f->name,
+                           (unsigned long long)off, mil_dtype_name(dt));
+        if (size % (uint64_t)(bits / 8))
+            return err_set(e, "%s: blob at offset %llu: %llu bytes is not a whole number of %s elements", f->name,
+                           (unsigned long long)off, (unsigned long long)size, mil_dtype_name(dt));
+    }
+    out->offset = off;
+    out->dtype = dt;
+    out->nbytes = size;
+    out->data_offset = data_off;
+    out->padding_bits = pad;
+    out->data = f->data + data_off;
+    return 0;
+}
+
+int blob_check_elements(const BlobFile *f, const BlobInfo *b, MilDType dt, uint64_t numel, Err *e) {
+    if (b->dtype != dt)
+        return err_set(e, "%s: blob at offset %llu holds %s data but the tensor using it is %s (dtype mismatch)",
+                       f->name, (unsigned long long)b->offset, mil_dtype_name(b->dtype), mil_dtype_name(dt));
+    uint64_t bits = (uint64_t)mil_dtype_bits(dt);
+    uint64_t have = (b->nbytes * 8 - b->padding_bits) / bits;
+    if (have != numel)
+        return err_set(e, "%s: blob at offset %llu holds %llu %s elements but the tensor using it has %llu", f->name,
+                       (unsigned long long)b->offset, (unsigned long long)have, mil_dtype_name(dt),
+                       (unsigned long long)numel);
+    return 0;
+}
+
+int blob_file_walk(const BlobFile *f, BlobInfo *infos, uint32_t max, uint32_t *n, Err *e) {
+    *n = 0;
+    uint64_t off = BLOB_HEADER_SIZE;
+    for (uint32_t i = 0; i < f->count; i++) {
+        BlobInfo b;
+        if (blob_file_get(f, off, &b, e) < 0) return err_wrap(e, "blob %u of %u", i, f->count);
+        if (i < max) infos[i] = b;
+        off = align_up(b.data_offset + b.nbytes);
+        (*n)++;
+    }
+    return 0;
+}
