@@ -152,6 +152,24 @@ static void put_field(Buf *b, const ProtobufCFieldDescriptor *f, const void *p, 
     put(b, "\n");
 }
 
+/* Map fields are spelled as repeated XxxEntry {key = 1; value = 2;} messages in our schema;
+ * text format prints map entries sorted by key. */
+static int is_map_field(const ProtobufCFieldDescriptor *f) {
+    if (f->label != PROTOBUF_C_LABEL_REPEATED || f->type != PROTOBUF_C_TYPE_MESSAGE) return 0;
+    const ProtobufCMessageDescriptor *md = f->descriptor;
+    size_t n = strlen(md->name);
+    return n > 5 && !strcmp(md->name + n - 5, "Entry") && md->n_fields == 2 && !strcmp(md->fields[0].name, "key") &&
+           md->fields[0].type == PROTOBUF_C_TYPE_STRING;
+}
+
+static const char *entry_key(const ProtobufCMessage *m) {
+    return *(char *const *)((const char *)m + m->descriptor->fields[0].offset);
+}
+
+static int cmp_entries(const void *a, const void *b) {
+    return strcmp(entry_key(*(ProtobufCMessage *const *)a), entry_key(*(ProtobufCMessage *const *)b));
+}
+
 static void put_message(Buf *b, const ProtobufCMessage *m, int indent) {
     const ProtobufCMessageDescriptor *d = m->descriptor;
     const char *base = (const char *)m;
@@ -161,6 +179,14 @@ static void put_message(Buf *b, const ProtobufCMessage *m, int indent) {
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
             size_t n = *(const size_t *)(base + f->quantifier_offset);
             const char *arr = *(const char *const *)member;
+            if (is_map_field(f) && n > 1) {
+                ProtobufCMessage **sorted = xmalloc(sizeof *sorted * n);
+                memcpy(sorted, arr, sizeof *sorted * n);
+                qsort(sorted, n, sizeof *sorted, cmp_entries);
+                for (size_t k = 0; k < n; k++) put_field(b, f, &sorted[k], indent);
+                free(sorted);
+                continue;
+            }
             for (size_t k = 0; k < n; k++) put_field(b, f, arr + k * elem_size(f), indent);
         } else if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
             if (*(const uint32_t *)(base + f->quantifier_offset) == f->id) put_field(b, f, member, indent);
