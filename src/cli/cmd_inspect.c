@@ -160,6 +160,10 @@ static void print_weights(const Package *pkg) {
     free(uses);
 }
 
+static int by_key(const void *a, const void *b) {
+    return strcmp(((const PkgKeyValue *)a)->key, ((const PkgKeyValue *)b)->key);
+}
+
 static void print_metadata(const PkgMetadata *m) {
     if (!m->short_description && !m->version_string && !m->author && !m->license && !m->n_user) return;
     printf("\nmetadata\n");
@@ -167,7 +171,11 @@ static void print_metadata(const PkgMetadata *m) {
     if (m->version_string) printf("  versionString     %s\n", m->version_string);
     if (m->author) printf("  author            %s\n", m->author);
     if (m->license) printf("  license           %s\n", m->license);
-    for (int i = 0; i < m->n_user; i++) printf("  %s = %s\n", m->user[i].key, m->user[i].value);
+    PkgKeyValue *kv = xmalloc(sizeof *kv * (size_t)(m->n_user + 1));
+    memcpy(kv, m->user, sizeof *kv * (size_t)m->n_user);
+    qsort(kv, (size_t)m->n_user, sizeof *kv, by_key);
+    for (int i = 0; i < m->n_user; i++) printf("  %s = %s\n", kv[i].key, kv[i].value);
+    free(kv);
 }
 
 static void print_summary(const Package *pkg) {

@@ -1,0 +1,275 @@
+/* weight.bin (blob storage v2): the byte layout against the worked example of
+ * coreml_format.md 5.6, de-duplication, sub-byte padding bits, and every check of the reader. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "coreml/blob.h"
+#include "coreml_testutil.h"
+
+static char *dir;
+
+static int setup(void **state) {
+    (void)state;
+    dir = scratch_dir("blobtest");
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    remove_tree(dir);
+    free(dir);
+    return 0;
+}
+
+static uint32_t u32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint64_t u64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+static char *write_two_fp16(void) {
+    char *path = path_join(dir, "two.bin");
+    BlobWriter *w;
+    Err e;
+    assert_int_equal(blob_writer_open(&w, path, &e), 0);
+    uint16_t a[5] = {0x3C00, 0x4000, 0x4200, 0x4400, 0x4500}, b[3] = {0xBC00, 0x0001, 0x7BFF};
+    uint64_t off_a, off_b;
+    assert_int_equal(blob_writer_add(w, MIL_FP16, 5, a, &off_a, NULL, &e), 0);
+    assert_int_equal(blob_writer_add(w, MIL_FP16, 3, b, &off_b, NULL, &e), 0);
+    assert_int_equal(off_a, 64);
+    assert_int_equal(off_b, 192);
+    assert_int_equal(blob_writer_finish(w, &e), 0);
+    blob_writer_free(w);
+    return path;
+}
+
+/* coreml_format.md 5.6: two fp16 blobs of 5 and 3 elements. */
+static void test_golden_layout(void **state) {
+    (void)state;
+    char *path = write_two_fp16();
+    size_t len;
+    uint8_t *f = (uint8_t *)read_text(path, &len);
+    assert_int_equal(len, 256 + 6);   /* no padding after the last blob */
+    assert_int_equal(u32(f), 2);        /* count */
+    assert_int_equal(u32(f + 4), 2);    /* version */
+    for (int i = 8; i < 64; i++) assert_int_equal(f[i], 0);
+    /* first record at 64 */
+    static const uint8_t sentinel[4] = {0xEF, 0xBE, 0xAD, 0xDE};
+    assert_memory_equal(f + 64, sentinel, 4);
+    assert_int_equal(u32(f + 68), 1);      /* fp16 */
+    assert_int_equal(u64(f + 72), 10);     /* size */
+    assert_int_equal(u64(f + 80), 128);    /* data offset */
+    assert_int_equal(u64(f + 88), 0);      /* padding bits */
+    for (int i = 96; i < 128; i++) assert_int_equal(f[i], 0);
+    static const uint8_t data_a[10] = {0x00, 0x3C, 0x00, 0x40, 0x00, 0x42, 0x00, 0x44, 0x00, 0x45};
+    assert_memory_equal(f + 128, data_a, 10);
+    for (int i = 138; i < 192; i++) assert_int_equal(f[i], 0);   /* zero fill to the next record */
+    assert_memory_equal(f + 192, sentinel, 4);
+    assert_int_equal(u32(f + 196), 1);
+    assert_int_equal(u64(f + 200), 6);
+    assert_int_equal(u64(f + 208), 256);
+    static const uint8_t data_b[6] = {0x00, 0xBC, 0x01, 0x00, 0xFF, 0x7B};
+    assert_memory_equal(f + 256, data_b, 6);
+
+    /* and the reader sees the same */
+    BlobFile *bf;
+    Err e;
+    assert_int_equal(blob_file_open(&bf, path, &e), 0);
+    assert_int_equal(blob_file_count(bf), 2);
+    BlobInfo infos[4];
+    uint32_t n;
+    assert_int_equal(blob_file_walk(bf, infos, 4, &n, &e), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(infos[1].offset, 192);
+    assert_int_equal(infos[1].nbytes, 6);
+    assert_int_equal(infos[1].dtype, MIL_FP16);
+    assert_memory_equal(infos[1].data, data_b, 6);
+    assert_int_equal(blob_check_elements(bf, &infos[0], MIL_FP16, 5, &e), 0);
+    blob_file_close(bf);
+    free(f);
+    free(path);
+}
+
+static void test_dedup(void **state) {
+    (void)state;
+    char *path = path_join(dir, "dedup.bin");
+    BlobWriter *w;
+    Err e;
+    assert_int_equal(blob_writer_open(&w, path, &e), 0);
+    uint8_t data[4096];
+    for (size_t i = 0; i < sizeof data; i++) data[i] = (uint8_t)(i * 7);
+    uint64_t o1, o2, o3, o4, o5, o6;
+    int reused;
+    assert_int_equal(blob_writer_add(w, MIL_UINT8, 4096, data, &o1, &reused, &e), 0);
+    assert_false(reused);
+    assert_int_equal(blob_writer_add(w, MIL_UINT8, 4096, data, &o2, &reused, &e), 0);
+    assert_true(reused);
+    assert_int_equal(o1, o2);
+    assert_int_equal(blob_writer_add(w, MIL_INT8, 4096, data, &o3, &reused, &e), 0);   /* other dtype */
+    assert_false(reused);
+    assert_int_not_equal(o3, o1);
+    data[4095] ^= 1;   /* same size, one byte differs */
+    assert_int_equal(blob_writer_add(w, MIL_UINT8, 4096, data, &o4, &reused, &e), 0);
+    assert_false(reused);
+    /* uint3: 3 and 5 elements both take 2 bytes; same bytes, different counts are different blobs */
+    uint8_t two[2] = {0x11, 0x00};
+    assert_int_equal(blob_writer_add(w, MIL_UINT3, 3, two, &o5, NULL, &e), 0);
+    assert_int_equal(blob_writer_add(w, MIL_UINT3, 5, two, &o6, &reused, &e), 0);
+    assert_false(reused);
+    assert_int_equal(blob_writer_count(w), 5);
+    assert_int_equal(blob_writer_reused_bytes(w), 4096);
+    assert_int_equal(blob_writer_finish(w, &e), 0);
+    blob_writer_free(w);
+    BlobFile *bf;
+    assert_int_equal(blob_file_open(&bf, path, &e), 0);
+    BlobInfo b;
+    assert_int_equal(blob_file_get(bf, o5, &b, &e), 0);
+    assert_int_equal(b.padding_bits, 7);   /* 3 x 3 bits in 16 */
+    assert_int_equal(blob_check_elements(bf, &b, MIL_UINT3, 3, &e), 0);
+    assert_int_equal(blob_file_get(bf, o6, &b, &e), 0);
+    assert_int_equal(b.padding_bits, 1);   /* 5 x 3 bits in 16 */
+    assert_int_equal(blob_check_elements(bf, &b, MIL_UINT3, 5, &e), 0);
+    assert_int_equal(blob_check_elements(bf, &b, MIL_UINT3, 4, &e), -1);
+    assert_contains(e.msg, "holds 5 uint3 elements but the tensor using it has 4");
+    blob_file_close(bf);
+    free(path);
+}
+
+static void test_subbyte_padding_fields(void **state) {
+    (void)state;
+    char *path = path_join(dir, "sub.bin");
+    BlobWriter *w;
+    Err e;
+    assert_int_equal(blob_writer_open(&w, path, &e), 0);
+    static const struct { MilDType dt; uint64_t n, bytes, pad; } cases[] = {
+        {MIL_UINT4, 5, 3, 4}, {MIL_UINT6, 3, 3, 6}, {MIL_UINT2, 7, 2, 2}, {MIL_UINT1, 9, 2, 7},
+        {MIL_UINT4, 4096, 2048, 0}, {MIL_INT4, 3, 2, 4},
+    };
+    uint8_t zero[4096] = {0};
+    uint64_t offs[6];
+    for (int i = 0; i < 6; i++) assert_int_equal(blob_writer_add(w, cases[i].dt, cases[i].n, zero + i, &offs[i], NULL, &e), 0);
+    assert_int_equal(blob_writer_finish(w, &e), 0);
+    blob_writer_free(w);
+    BlobFile *bf;
+    assert_int_equal(blob_file_open(&bf, path, &e), 0);
+    for (int i = 0; i < 6; i++) {
+        BlobInfo b;
+        assert_int_equal(blob_file_get(bf, offs[i], &b, &e), 0);
+        assert_int_equal(b.dtype, cases[i].dt);
+        assert_int_equal(b.nbytes, cases[i].bytes);
+        assert_int_equal(b.padding_bits, cases[i].pad);
+        assert_int_equal(blob_check_elements(bf, &b, cases[i].dt, cases[i].n, &e), 0);
+    }
+    blob_file_close(bf);
+    free(path);
+}
+
+/* Corrupts a copy of the two-blob file and expects the reader to say what is wrong. */
+static void expect_bad(void (*corrupt)(uint8_t *f, size_t *len), uint64_t offset, const char *want) {
+    char *path = write_two_fp16();
+    size_t len;
+    uint8_t *f = (uint8_t *)read_text(path, &len);
+    corrupt(f, &len);
+    BlobFile *bf;
+    Err e;
+    int rc = blob_file_from_memory(&bf, f, len, "bad.bin", &e);
+    if (rc == 0) {
+        BlobInfo b;
+        rc = blob_file_get(bf, offset, &b, &e);
+        if (rc == 0) rc = blob_check_elements(bf, &b, MIL_FP16, offset == 64 ? 5 : 3, &e);
+        blob_file_close(bf);
+    }
+    assert_int_equal(rc, -1);
+    assert_contains(e.msg, want);
+    free(f);
+    free(path);
+}
+
+static void bad_version(uint8_t *f, size_t *len) { (void)len; f[4] = 1; }
+static void bad_sentinel(uint8_t *f, size_t *len) { (void)len; f[192] = 0xEE; }
+static void truncated(uint8_t *f, size_t *len) { (void)f; *len -= 3; }
+static void short_header(uint8_t *f, size_t *len) { (void)f; *len = 40; }
+static void bad_dtype_code(uint8_t *f, size_t *len) { (void)len; f[196] = 99; }
+static void dtype_fp32(uint8_t *f, size_t *len) { (void)len; f[196] = 2; f[200] = 4; }   /* fp32, 4 bytes */
+static void odd_size(uint8_t *f, size_t *len) { (void)len; f[200] = 5; }
+static void pad_on_fp16(uint8_t *f, size_t *len) { (void)len; f[216] = 4; }
+static void data_before_record(uint8_t *f, size_t *len) { (void)len; f[208] = 0; f[209] = 0; f[208] = 128; }
+static void count_too_big(uint8_t *f, size_t *len) { (void)len; f[0] = 3; }
+static void nothing(uint8_t *f, size_t *len) { (void)f; (void)len; }
+
+static void test_reader_errors(void **state) {
+    (void)state;
+    expect_bad(bad_version, 64, "only version 2");
+    expect_bad(short_header, 64, "truncated weight file");
+    expect_bad(bad_sentinel, 192, "bad sentinel 0xDEADBEEE");
+    expect_bad(truncated, 192, "outside the file");
+    expect_bad(bad_dtype_code, 192, "unknown blob dtype code 99");
+    expect_bad(dtype_fp32, 192, "dtype mismatch");
+    expect_bad(odd_size, 192, "not a whole number of fp16 elements");
+    expect_bad(pad_on_fp16, 192, "padding bits for a byte-sized dtype");
+    expect_bad(data_before_record, 192, "outside the file");
+    expect_bad(nothing, 4096, "out of range");
+    expect_bad(nothing, 96, "not 64-byte aligned");
+    expect_bad(nothing, 0, "out of range");
+    /* walking past the real blobs */
+    char *path = write_two_fp16();
+    size_t len;
+    uint8_t *f = (uint8_t *)read_text(path, &len);
+    count_too_big(f, &len);
+    BlobFile *bf;
+    Err e;
+    assert_int_equal(blob_file_from_memory(&bf, f, len, "bad.bin", &e), 0);
+    BlobInfo infos[4];
+    uint32_t n;
+    assert_int_equal(blob_file_walk(bf, infos, 4, &n, &e), -1);
+    assert_contains(e.msg, "blob 2 of 3");
+    blob_file_close(bf);
+    free(f);
+    free(path);
+    /* a file that is not there */
+    assert_int_equal(blob_file_open(&bf, "/nonexistent/weight.bin", &e), -1);
+    assert_contains(e.msg, "cannot open weight file /nonexistent/weight.bin");
+}
+
+static void test_sub_byte_padding_checks(void **state) {
+    (void)state;
+    char *path = path_join(dir, "pad.bin");
+    BlobWriter *w;
+    Err e;
+    assert_int_equal(blob_writer_open(&w, path, &e), 0);
+    uint64_t off;
+    uint8_t z[4] = {0};
+    assert_int_equal(blob_writer_add(w, MIL_UINT4, 5, z, &off, NULL, &e), 0);
+    assert_int_equal(blob_writer_finish(w, &e), 0);
+    blob_writer_free(w);
+    size_t len;
+    uint8_t *f = (uint8_t *)read_text(path, &len);
+    BlobFile *bf;
+    BlobInfo b;
+    f[off + 24] = 8;   /* 8 padding bits: never valid */
+    assert_int_equal(blob_file_from_memory(&bf, f, len, "pad.bin", &e), 0);
+    assert_int_equal(blob_file_get(bf, off, &b, &e), -1);
+    assert_contains(e.msg, "8 padding bits (must be < 8)");
+    blob_file_close(bf);
+    f[off + 24] = 2;   /* not a multiple of 4 bits */
+    assert_int_equal(blob_file_from_memory(&bf, f, len, "pad.bin", &e), 0);
+    assert_int_equal(blob_file_get(bf, off, &b, &e), -1);
+    assert_contains(e.msg, "not a multiple of 4");
+    blob_file_close(bf);
+    free(f);
+    free(path);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden_layout),    cmocka_unit_test(test_dedup),
+        cmocka_unit_test(test_subbyte_padding_fields), cmocka_unit_test(test_reader_errors),
+        cmocka_unit_test(test_sub_byte_padding_checks),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
