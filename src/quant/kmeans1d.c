@@ -1,0 +1,604 @@
+/* kmeans1d.c - exact and fast weighted 1-D k-means (contract in kmeans1d.h).
+ *
+ * Both solvers are the same dynamic program over "boundaries": boundary c (1 <= c < k)
+ * is the index of the first value of cluster c, and
+ *
+ *     D[c][j] = min over i < j of D[c-1][i] + cost(i, j)
+ *
+ * is the least SSE of c clusters covering values [0, j), cost(i, j) being the SSE of
+ * values [i, j) around their mean (from prefix sums). cost satisfies the quadrangle
+ * inequality, so for a fixed layer the best i never decreases as j grows, which lets
+ * each layer be filled by divide and conquer.
+ *
+ * The exact solver fills every (c, j). The fast one restricts boundary c to a window
+ * of candidate positions, coarse to fine:
+ *  - level 0: the values cut into about FAST_BINS_PER_CLUSTER*k bins of equal
+ *    "companded measure" (bins_by_measure) and the DP over all bin edges;
+ *  - each finer level subdivides the bins (nested, so the previous answer is always
+ *    a candidate) and lets boundary c move within +-window bins of the previous
+ *    level around where it settled; the first refinement has a window of several
+ *    clusters so the number of clusters given to each region can still change;
+ *  - the last level is the values themselves.
+ * Whenever a boundary settles on the edge of its window (and the window could have
+ * gone further), the windows are re-centred and the level solved again, so each
+ * level's answer is optimal against every move within its windows and the SSE never
+ * increases from one level to the next.
+ */
+#include "quant/kmeans1d.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+/* ==== tuning ================================================================ */
+
+/* Level 0 has FAST_BINS_PER_CLUSTER bins per cluster. Each refinement has bins
+ * `refine` times finer (measure threshold / refine^3) and lets boundary c move
+ * `window` bins of the previous level either way; the last entry repeats until the
+ * bins are single values. The two wide first windows (+-4 clusters at 1/8 cluster,
+ * then +-1.5 clusters at 1/32) let the number of clusters in a region change
+ * by a few: narrower ones left 1-3% of groups 0.1-1.5% above the optimum. Chosen on
+ * the synthetic weights of tests/unit/quant_synth.h (t5 with outliers, normal,
+ * Laplace, uniform, bimodal) against the exact DP; bench/bench_quant.c reports it. */
+#define FAST_BINS_PER_CLUSTER 2
+#define FAST_MAX_LEVELS 12
+#define FAST_MAX_ROUNDS 16 /* re-centring rounds per level; only bounds odd inputs */
+static const struct {
+    int refine, window;
+} fast_schedule[] = {{4, 8}, {4, 12}, {4, 2}};
+#define FAST_SCHEDULE_LEN ((int)(sizeof fast_schedule / sizeof fast_schedule[0]))
+
+static inline int sched_refine(int t) {
+    return fast_schedule[t < FAST_SCHEDULE_LEN ? t : FAST_SCHEDULE_LEN - 1].refine;
+}
+static inline int sched_window(int t) {
+    return fast_schedule[t < FAST_SCHEDULE_LEN ? t : FAST_SCHEDULE_LEN - 1].window;
+}
+
+/* ==== scratch =============================================================== */
+
+/* One resolution of the fast solver: bins of adjacent values. Edge e (0..m) is the
+ * index of the first value of bin e (pos[m] = n); the prefix sums are taken there.
+ * At the finest level the bins are the values themselves (edge e = value e; pos is
+ * not used and the prefix sums are the values' own). */
+typedef struct {
+    size_t *pos;
+    const double *pw, *ps1, *ps2; /* (m+1) */
+    double *own_w, *own_s1, *own_s2;
+    size_t *up; /* (m+1) index of each edge in the next finer level */
+    size_t m, cap;
+} Level;
+
+struct Km1dWork {
+    double *pw, *ps1, *ps2; /* (n+1) prefix sums over the values */
+    size_t cap_n;
+    double *dp_a, *dp_b; /* exact DP: (n+1) two layers */
+    size_t cap_m;
+    uint32_t *arg; /* exact DP: (k, n+1) back-pointers */
+    size_t cap_arg;
+    Level level[FAST_MAX_LEVELS];
+    size_t *lo, *hi, *sel, *off; /* fast DP: (k+1) per-boundary window, choice, offset */
+    size_t cap_k;
+    double *D; /* fast DP: per (boundary, candidate) best cost and back-pointer */
+    uint32_t *back;
+    size_t cap_cells;
+};
+
+Km1dWork *kmeans1d_work_new(void) { return xcalloc(1, sizeof(Km1dWork)); }
+
+static void level_free(Level *lv) {
+    free(lv->pos), free(lv->own_w), free(lv->own_s1), free(lv->own_s2), free(lv->up);
+}
+
+void kmeans1d_work_free(Km1dWork *wk) {
+    if (!wk) return;
+    free(wk->pw), free(wk->ps1), free(wk->ps2), free(wk->dp_a), free(wk->dp_b), free(wk->arg);
+    for (int t = 0; t < FAST_MAX_LEVELS; t++) level_free(&wk->level[t]);
+    free(wk->lo), free(wk->hi), free(wk->sel), free(wk->off), free(wk->D), free(wk->back);
+    free(wk);
+}
+
+static void work_reserve_values(Km1dWork *wk, size_t n) {
+    if (wk->cap_n >= n + 1) return;
+    size_t cap = n + 1;
+    wk->pw = xrealloc(wk->pw, cap * sizeof(double));
+    wk->ps1 = xrealloc(wk->ps1, cap * sizeof(double));
+    wk->ps2 = xrealloc(wk->ps2, cap * sizeof(double));
+    wk->cap_n = cap;
+}
+
+static void work_reserve_exact(Km1dWork *wk, size_t m, int k) {
+    if (wk->cap_m < m + 1) {
+        wk->dp_a = xrealloc(wk->dp_a, (m + 1) * sizeof(double));
+        wk->dp_b = xrealloc(wk->dp_b, (m + 1) * sizeof(double));
+        wk->cap_m = m + 1;
+    }
+    size_t need = (size_t)k * (m + 1);
+    if (wk->cap_arg < need) {
+        wk->arg = xrealloc(wk->arg, need * sizeof(uint32_t));
+        wk->cap_arg = need;
+    }
+}
+
+static void work_reserve_fast(Km1dWork *wk, int k) {
+    if (wk->cap_k >= (size_t)k + 1) return;
+    size_t cap = (size_t)k + 1;
+    wk->lo = xrealloc(wk->lo, cap * sizeof(size_t));
+    wk->hi = xrealloc(wk->hi, cap * sizeof(size_t));
+    wk->sel = xrealloc(wk->sel, cap * sizeof(size_t));
+    wk->off = xrealloc(wk->off, (cap + 1) * sizeof(size_t));
+    wk->cap_k = cap;
+}
+
+static void work_reserve_cells(Km1dWork *wk, size_t cells) {
+    if (wk->cap_cells >= cells) return;
+    size_t cap = cells + cells / 2;
+    wk->D = xrealloc(wk->D, cap * sizeof(double));
+    wk->back = xrealloc(wk->back, cap * sizeof(uint32_t));
+    wk->cap_cells = cap;
+}
+
+static void level_reserve(Level *lv, size_t m) {
+    if (lv->cap >= m + 1) return;
+    size_t cap = m + 1 + m / 2;
+    lv->pos = xrealloc(lv->pos, cap * sizeof(size_t));
+    lv->own_w = xrealloc(lv->own_w, cap * sizeof(double));
+    lv->own_s1 = xrealloc(lv->own_s1, cap * sizeof(double));
+    lv->own_s2 = xrealloc(lv->own_s2, cap * sizeof(double));
+    lv->up = xrealloc(lv->up, cap * sizeof(size_t));
+    lv->cap = cap;
+}
+
+/* ==== prefix sums and segment costs ========================================= */
+
+/* Prefix sums over m items: segment [i, j) has weight w[j]-w[i] etc. Values are
+ * shifted by the weighted mean so that the w*x^2 sums do not swamp the small
+ * within-cluster spread (cancellation in q - s^2/w). */
+typedef struct {
+    const double *w, *s1, *s2;
+    size_t m;
+    double shift;
+} Prefix;
+
+static double weighted_mean(const double *x, const double *w, size_t n) {
+    double sw = 0, sx = 0;
+    for (size_t i = 0; i < n; i++) sw += w[i], sx += w[i] * x[i];
+    return sx / sw;
+}
+
+static Prefix prefix_build(const double *x, const double *w, size_t n, Km1dWork *wk) {
+    work_reserve_values(wk, n);
+    double shift = weighted_mean(x, w, n);
+    double a = 0, b = 0, c = 0;
+    wk->pw[0] = wk->ps1[0] = wk->ps2[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = x[i] - shift;
+        a += w[i];
+        b += w[i] * d;
+        c += w[i] * d * d;
+        wk->pw[i + 1] = a, wk->ps1[i + 1] = b, wk->ps2[i + 1] = c;
+    }
+    return (Prefix){wk->pw, wk->ps1, wk->ps2, n, shift};
+}
+
+/* SSE of items [i, j) around their mean, i < j. */
+static inline double seg_cost(const Prefix *p, size_t i, size_t j) {
+    double w = p->w[j] - p->w[i], s = p->s1[j] - p->s1[i], q = p->s2[j] - p->s2[i];
+    double c = q - s * s / w;
+    return c > 0 ? c : 0;
+}
+
+/* ==== the exact DP (the reference) ========================================= */
+
+typedef struct {
+    const Prefix *p;
+    const double *prev; /* D[c-1][i] */
+    double *cur;        /* D[c][j] */
+    uint32_t *arg;      /* best i for each j of this layer */
+    size_t first_i;     /* c - 1: each earlier cluster needs one item */
+} Layer;
+
+/* min over i in [lo, hi] of D[c-1][i] + cost(i, j); leftmost on ties. */
+static size_t best_split(const Layer *L, size_t j, size_t lo, size_t hi, double *best) {
+    const Prefix *p = L->p;
+    double bv = INFINITY;
+    size_t bi = lo;
+    for (size_t i = lo; i <= hi; i++) {
+        double w = p->w[j] - p->w[i], s = p->s1[j] - p->s1[i], q = p->s2[j] - p->s2[i];
+        double v = L->prev[i] + (q - s * s / w);
+        if (v < bv) bv = v, bi = i;
+    }
+    *best = bv;
+    return bi;
+}
+
+/* D[c][j] for j in [jlo, jhi], knowing the best i lies in [optlo, opthi]. */
+static void layer_fill(const Layer *L, size_t jlo, size_t jhi, size_t optlo, size_t opthi) {
+    if (jlo > jhi) return;
+    size_t mid = jlo + (jhi - jlo) / 2;
+    size_t lo = optlo > L->first_i ? optlo : L->first_i;
+    size_t hi = opthi < mid - 1 ? opthi : mid - 1;
+    size_t best = best_split(L, mid, lo, hi, &L->cur[mid]);
+    L->arg[mid] = (uint32_t)best;
+    if (mid > jlo) layer_fill(L, jlo, mid - 1, optlo, best);
+    layer_fill(L, mid + 1, jhi, best, opthi);
+}
+
+/* Optimal k-segmentation (1 <= k <= p->m) of the items of p; writes start[0..k]. */
+static void exact_segment(const Prefix *p, int k, size_t *start, Km1dWork *wk) {
+    size_t m = p->m;
+    work_reserve_exact(wk, m, k);
+    double *prev = wk->dp_a, *cur = wk->dp_b;
+    for (size_t j = 1; j <= m; j++) prev[j] = seg_cost(p, 0, j);
+    for (int c = 2; c <= k; c++) {
+        size_t jlo = (size_t)c, jhi = m - (size_t)(k - c);
+        Layer L = {p, prev, cur, wk->arg + (size_t)(c - 1) * (m + 1), (size_t)c - 1};
+        layer_fill(&L, jlo, jhi, (size_t)c - 1, jhi - 1);
+        double *t = prev;
+        prev = cur, cur = t;
+    }
+    start[k] = m;
+    size_t j = m;
+    for (int c = k; c >= 2; c--) {
+        j = wk->arg[(size_t)(c - 1) * (m + 1) + j];
+        start[c - 1] = j;
+    }
+    start[0] = 0;
+}
+
+/* ==== the fast solver: levels of bins ====================================== */
+
+size_t kmeans1d_fast_bins(int k) { return 2 * (size_t)k; }
+
+/* Bins of about equal "companded measure": the bin starting at value s ends before the
+ * first value i with (x[i] - x[s])^2 * weight(s..i) > T. In 1-D k-means the optimal
+ * cluster width goes as density^(-1/3), and a bin of width b and weight m has density
+ * m/b, so b^2 * m = T keeps every bin the same fraction of the local cluster width:
+ * narrow where values are dense, wide in sparse tails, and an isolated outlier alone.
+ * The test grows with i, so each bin's end is found by galloping then bisecting.
+ * Emits the edges after `from` and before `to` into lv. */
+static void measure_edges(const double *x, const double *pw, size_t from, size_t to, double T, Level *lv) {
+    size_t s = from;
+    while (s + 1 < to) {
+#define CLOSES(i) ((x[i] - x[s]) * (x[i] - x[s]) * (pw[(i) + 1] - pw[s]) > T)
+        size_t good = s, step = 1, bad = to; /* values in (s, good] stay; bad closes (or is `to`) */
+        while (good + step < to) {
+            if (CLOSES(good + step)) {
+                bad = good + step;
+                break;
+            }
+            good += step, step *= 2;
+        }
+        while (bad - good > 1) {
+            size_t mid = good + (bad - good) / 2;
+            if (CLOSES(mid)) bad = mid;
+            else good = mid;
+        }
+#undef CLOSES
+        if (bad >= to) break;
+        lv->pos[lv->m++] = bad;
+        s = bad;
+    }
+}
+
+static void level_take_prefix(Level *lv, const Prefix *pv) {
+    for (size_t e = 0; e <= lv->m; e++) {
+        size_t q = lv->pos[e];
+        lv->own_w[e] = pv->w[q], lv->own_s1[e] = pv->s1[q], lv->own_s2[e] = pv->s2[q];
+    }
+    lv->pw = lv->own_w, lv->ps1 = lv->own_s1, lv->ps2 = lv->own_s2;
+}
+
+static size_t level_bins_by_measure(const double *x, const Prefix *pv, double T, Level *lv) {
+    size_t n = pv->m;
+    level_reserve(lv, n);
+    lv->m = 0;
+    lv->pos[lv->m++] = 0;
+    measure_edges(x, pv->w, 0, n, T, lv);
+    lv->pos[lv->m] = n;
+    return lv->m;
+}
+
+/* Level 0: about `target` equal-measure bins, at least k. T starts from a normal
+ * model of the data (the bin count goes as T^(-1/3) n^(1/3) sigma^(2/3) * 3.2) and is
+ * rescaled once by the count it gave. Returns the T used. */
+static double level0_build(const double *x, const Prefix *pv, size_t target, int k, Level *lv) {
+    size_t n = pv->m;
+    double W = pv->w[n], var = pv->s2[n] / W, c = 3.2 / (double)target;
+    double T = W * var * c * c * c;
+    size_t m = level_bins_by_measure(x, pv, T, lv);
+    double r = (double)m / (double)target;
+    if (r < 0.8 || r > 1.25) T *= r * r * r, m = level_bins_by_measure(x, pv, T, lv);
+    while (m < (size_t)k) T /= 8, m = level_bins_by_measure(x, pv, T, lv);
+    level_take_prefix(lv, pv);
+    return T;
+}
+
+/* Subdivides every bin of `coarse` with threshold T into `fine`, or makes `fine` the
+ * values themselves (T == 0); fills coarse->up. */
+static void level_refine(const double *x, const Prefix *pv, Level *coarse, double T, Level *fine) {
+    size_t n = pv->m;
+    if (T <= 0) {
+        fine->m = n;
+        fine->pw = pv->w, fine->ps1 = pv->s1, fine->ps2 = pv->s2;
+        for (size_t e = 0; e <= coarse->m; e++) coarse->up[e] = coarse->pos[e];
+        return;
+    }
+    level_reserve(fine, n);
+    fine->m = 0;
+    for (size_t e = 0; e < coarse->m; e++) {
+        coarse->up[e] = fine->m;
+        fine->pos[fine->m++] = coarse->pos[e];
+        measure_edges(x, pv->w, coarse->pos[e], coarse->pos[e + 1], T, fine);
+    }
+    coarse->up[coarse->m] = fine->m;
+    fine->pos[fine->m] = n;
+    level_take_prefix(fine, pv);
+}
+
+/* ==== the fast solver: banded DP on one level ============================== */
+
+/* Pairs of doubles / int64 (GCC/clang vector extensions: one SSE2 register on x86-64,
+ * one NEON register on arm64). Unaligned loads go through memcpy. */
+typedef double v2d __attribute__((vector_size(16)));
+typedef long long v2i __attribute__((vector_size(16)));
+
+static inline v2d load2(const double *p) {
+    v2d v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Candidates i, i+1 against the running per-lane minima (vb, ib). */
+#define ARGMIN_STEP(vb, ib, id, i)                                                              \
+    do {                                                                                        \
+        v2d w_ = Wj - load2(pw + (i)), s_ = Sj - load2(ps1 + (i)), q_ = Qj - load2(ps2 + (i)); \
+        v2d v_ = load2(pD + (i)) + (q_ - s_ * s_ / w_);                                         \
+        v2i b_ = v_ < (vb);                                                                     \
+        (vb) = (v2d)(((v2i)v_ & b_) | ((v2i)(vb) & ~b_));                                       \
+        (ib) = ((id) & b_) | ((ib) & ~b_);                                                      \
+    } while (0)
+
+/* Merges two lanes' (value, index) minima: smaller value, then smaller index. */
+static inline void lanes_merge(double v, long long i, double *bv, size_t *bi) {
+    int take = (v < *bv) | ((v == *bv) & ((size_t)i < *bi));
+    *bi = take ? (size_t)i : *bi;
+    *bv = take ? v : *bv;
+}
+
+/* argmin over i in [lo, hi] of pD[i] + cost(i, j), with the prefix sums of candidate i
+ * in pw/ps1/ps2 and those of j in wj/sj/qj; leftmost on ties. The division dominates,
+ * so candidates go in pairs (four at a time in two register pairs for long ranges);
+ * each lane keeps its own leftmost minimum and the lanes are merged at the end. */
+static size_t argmin_split(const double *pw, const double *ps1, const double *ps2, const double *pD, size_t lo,
+                           size_t hi, double wj, double sj, double qj, double *best) {
+    const v2d Wj = {wj, wj}, Sj = {sj, sj}, Qj = {qj, qj};
+    const v2i two = {2, 2};
+    size_t i = lo, bi = lo;
+    double bv = INFINITY;
+    v2d va = {INFINITY, INFINITY};
+    v2i ia = {(long long)lo, (long long)lo}, ida = {(long long)i, (long long)i + 1};
+    if (hi - lo + 1 >= 8) {
+        v2d vb = va;
+        v2i ib = ia, idb = {(long long)i + 2, (long long)i + 3};
+        for (; i + 3 <= hi; i += 4) {
+            ARGMIN_STEP(va, ia, ida, i);
+            ARGMIN_STEP(vb, ib, idb, i + 2);
+            ida += two + two, idb += two + two;
+        }
+        lanes_merge(vb[0], ib[0], &bv, &bi);
+        lanes_merge(vb[1], ib[1], &bv, &bi);
+    }
+    for (; i <= hi; i += 2) { /* pairs; an odd last one is paired with itself */
+        size_t i1 = i + 1 <= hi ? i + 1 : hi;
+        const v2d w_ = Wj - (v2d){pw[i], pw[i1]}, s_ = Sj - (v2d){ps1[i], ps1[i1]};
+        const v2d q_ = Qj - (v2d){ps2[i], ps2[i1]};
+        const v2d v_ = (v2d){pD[i], pD[i1]} + (q_ - s_ * s_ / w_);
+        const v2i b_ = v_ < va, id = {(long long)i, (long long)i1};
+        va = (v2d)(((v2i)v_ & b_) | ((v2i)va & ~b_));
+        ia = (id & b_) | (ia & ~b_);
+    }
+    lanes_merge(va[0], ia[0], &bv, &bi);
+    lanes_merge(va[1], ia[1], &bv, &bi);
+    *best = bv;
+    return bi;
+}
+
+/* Boundary c may sit on edges [lo[c], hi[c]] of level lv. off[c] is where its cells
+ * start in wk->D / wk->back. */
+typedef struct {
+    const Level *lv;
+    size_t *lo, *hi, *off;
+    double *D;
+    uint32_t *back;
+} Band;
+
+/* Layer c of the band DP. Its candidates and boundary c-1's are both runs of the same
+ * edge array, so the predecessors strictly below candidate edge e are simply
+ * [lo[c-1], e-1] and their prefix sums are contiguous. The best predecessor is
+ * monotone in e, so this is divide and conquer done bottom-up: first the middle
+ * candidate over every predecessor, then at each halving of the stride the candidates
+ * between two solved ones, searching only between their answers. */
+static void band_layer(const Band *b, int c) {
+    const Level *lv = b->lv;
+    size_t plo = b->lo[c - 1], np = b->hi[c - 1] - plo + 1, clo = b->lo[c], nc = b->hi[c] - clo + 1;
+    const double *pw = lv->pw + plo, *ps1 = lv->ps1 + plo, *ps2 = lv->ps2 + plo, *pD = b->D + b->off[c - 1];
+    double *D = b->D + b->off[c];
+    uint32_t *arg = b->back + b->off[c];
+    size_t top = 1;
+    while (top * 2 <= nc) top *= 2;
+    for (size_t step = top; step >= 1; step >>= 1) {
+        for (size_t j = step - 1; j < nc; j += 2 * step) {
+            size_t e = clo + j;
+            size_t lo = j >= step ? arg[j - step] : 0;
+            size_t hi = j + step < nc ? arg[j + step] : np - 1;
+            size_t below = e > plo ? e - plo : 0; /* predecessors [0, below) */
+            if (below <= lo) {
+                D[j] = INFINITY;
+                arg[j] = (uint32_t)lo;
+                continue;
+            }
+            if (hi > below - 1) hi = below - 1;
+            arg[j] = (uint32_t)argmin_split(pw, ps1, ps2, pD, lo, hi, lv->pw[e], lv->ps1[e], lv->ps2[e], &D[j]);
+        }
+    }
+}
+
+static inline double level_cost(const Level *lv, size_t a, size_t b) {
+    double w = lv->pw[b] - lv->pw[a], s = lv->ps1[b] - lv->ps1[a], q = lv->ps2[b] - lv->ps2[a];
+    return q - s * s / w;
+}
+
+/* Best segmentation with boundary c on an edge in [lo[c], hi[c]] (every window must
+ * hold a feasible path); writes the chosen edge of each boundary to sel[c]. */
+static void band_solve(Km1dWork *wk, const Level *lv, int k) {
+    size_t *lo = wk->lo, *hi = wk->hi, *off = wk->off, cells = 0;
+    for (int c = 1; c < k; c++) off[c] = cells, cells += hi[c] - lo[c] + 1;
+    work_reserve_cells(wk, cells);
+    Band b = {lv, lo, hi, off, wk->D, wk->back};
+    for (size_t e = lo[1]; e <= hi[1]; e++) b.D[off[1] + e - lo[1]] = level_cost(lv, 0, e);
+    for (int c = 2; c < k; c++) band_layer(&b, c);
+    size_t last = off[k - 1], best = 0;
+    double bv = INFINITY;
+    for (size_t t = 0; t <= hi[k - 1] - lo[k - 1]; t++) {
+        double v = b.D[last + t] + level_cost(lv, lo[k - 1] + t, lv->m);
+        if (v < bv) bv = v, best = t;
+    }
+    for (int c = k - 1; c >= 1; c--) {
+        wk->sel[c] = lo[c] + best;
+        if (c > 1) best = b.back[off[c] + best];
+    }
+}
+
+/* Window of +-half edges around edge s for boundary c, within the hard limits (every
+ * cluster keeps at least one bin). */
+static void window_around(Km1dWork *wk, int c, int k, size_t m, size_t s, size_t half) {
+    size_t lim_lo = (size_t)c, lim_hi = m - (size_t)(k - c);
+    wk->lo[c] = s > lim_lo + half ? s - half : lim_lo;
+    wk->hi[c] = s + half < lim_hi ? s + half : lim_hi;
+}
+
+/* Solves a level, re-centring windows whose answer sits on an edge that is not a hard
+ * limit, until none does. */
+static void band_settle(Km1dWork *wk, const Level *lv, int k) {
+    for (int round = 0; round < FAST_MAX_ROUNDS; round++) {
+        band_solve(wk, lv, k);
+        int moved = 0;
+        for (int c = 1; c < k; c++) {
+            size_t s = wk->sel[c], lim_lo = (size_t)c, lim_hi = lv->m - (size_t)(k - c);
+            if ((s == wk->lo[c] && s > lim_lo) || (s == wk->hi[c] && s < lim_hi)) {
+                window_around(wk, c, k, lv->m, s, (wk->hi[c] - wk->lo[c] + 1) / 2);
+                moved = 1;
+            }
+        }
+        if (!moved) break;
+    }
+}
+
+static void fast_segment(const double *x, const Prefix *pv, int k, size_t *start, Km1dWork *wk) {
+    size_t n = pv->m;
+    Level *lv = wk->level;
+    double T = level0_build(x, pv, (size_t)FAST_BINS_PER_CLUSTER * (size_t)k, k, &lv[0]);
+    for (int c = 1; c < k; c++) wk->lo[c] = (size_t)c, wk->hi[c] = lv[0].m - (size_t)(k - c);
+    band_settle(wk, &lv[0], k); /* full windows: the plain DP over the bins */
+
+    double items_per_bin = (double)n / (double)lv[0].m;
+    int t = 0;
+    while (T > 0) {
+        double r = sched_refine(t);
+        size_t half = (size_t)sched_window(t);
+        items_per_bin /= r;
+        T = (items_per_bin < 2 || t + 2 >= FAST_MAX_LEVELS) ? 0 : T / (r * r * r);
+        level_refine(x, pv, &lv[t], T, &lv[t + 1]);
+        for (int c = 1; c < k; c++) {
+            size_t a = wk->sel[c] > half ? wk->sel[c] - half : 0;
+            size_t b = wk->sel[c] + half < lv[t].m ? wk->sel[c] + half : lv[t].m;
+            wk->sel[c] = lv[t].up[wk->sel[c]];
+            wk->lo[c] = lv[t].up[a], wk->hi[c] = lv[t].up[b];
+            size_t lim_lo = (size_t)c, lim_hi = lv[t + 1].m - (size_t)(k - c);
+            if (wk->lo[c] < lim_lo) wk->lo[c] = lim_lo;
+            if (wk->hi[c] > lim_hi) wk->hi[c] = lim_hi;
+        }
+        t++;
+        band_settle(wk, &lv[t], k);
+    }
+    /* the last level is the values: its edges are value indices */
+    start[0] = 0, start[k] = n;
+    for (int c = 1; c < k; c++) start[c] = wk->sel[c];
+}
+
+/* ==== public entry points =================================================== */
+
+static int check_input(const double *x, const double *w, size_t n, int k) {
+    if (k < 1 || n < 1) return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(x[i]) || !(w[i] > 0) || !isfinite(w[i])) return -1;
+        if (i > 0 && !(x[i] > x[i - 1])) return -1;
+    }
+    return 0;
+}
+
+/* Every value its own cluster (n <= k). */
+static int each_value_a_cluster(const double *x, size_t n, Km1dResult *out) {
+    for (size_t i = 0; i < n; i++) out->centroid[i] = x[i], out->start[i] = i;
+    out->start[n] = n;
+    out->k = (int)n;
+    out->sse = 0;
+    return out->k;
+}
+
+/* Centroids and SSE of the final partition. */
+static int finish(const Prefix *p, int k, Km1dResult *out) {
+    double sse = 0;
+    for (int c = 0; c < k; c++) {
+        size_t a = out->start[c], b = out->start[c + 1];
+        out->centroid[c] = p->shift + (p->s1[b] - p->s1[a]) / (p->w[b] - p->w[a]);
+        sse += seg_cost(p, a, b);
+    }
+    out->k = k;
+    out->sse = sse;
+    return k;
+}
+
+int kmeans1d_optimal(const double *x, const double *w, size_t n, int k, Km1dResult *out, Km1dWork *work) {
+    if (check_input(x, w, n, k) < 0) return -1;
+    if (n <= (size_t)k) return each_value_a_cluster(x, n, out);
+    Km1dWork *wk = work ? work : kmeans1d_work_new();
+    Prefix pv = prefix_build(x, w, n, wk);
+    exact_segment(&pv, k, out->start, wk);
+    int r = finish(&pv, k, out);
+    if (!work) kmeans1d_work_free(wk);
+    return r;
+}
+
+int kmeans1d_fast(const double *x, const double *w, size_t n, int k, Km1dResult *out, Km1dWork *work) {
+    if (check_input(x, w, n, k) < 0) return -1;
+    if (n <= (size_t)k) return each_value_a_cluster(x, n, out);
+    Km1dWork *wk = work ? work : kmeans1d_work_new();
+    Prefix pv = prefix_build(x, w, n, wk);
+    if (k == 1 || n <= kmeans1d_fast_bins(k)) {
+        exact_segment(&pv, k, out->start, wk);
+    } else {
+        work_reserve_fast(wk, k);
+        fast_segment(x, &pv, k, out->start, wk);
+    }
+    int r = finish(&pv, k, out);
+    if (!work) kmeans1d_work_free(wk);
+    return r;
+}
+
+double kmeans1d_partition_sse(const double *x, const double *w, size_t n, const size_t *start, int k) {
+    double sse = 0;
+    for (int c = 0; c < k; c++) {
+        size_t a = start[c], b = start[c + 1];
+        if (b > n || a >= b) continue;
+        double sw = 0, sx = 0;
+        for (size_t i = a; i < b; i++) sw += w[i], sx += w[i] * x[i];
+        double mu = sx / sw;
+        for (size_t i = a; i < b; i++) sse += w[i] * (x[i] - mu) * (x[i] - mu);
+    }
+    return sse;
+}

@@ -1,0 +1,60 @@
+/* lut_pack.c - LSB-first sub-byte index streams (contract in lut_pack.h).
+ *
+ * Eight elements of b bits are exactly b bytes, so the stream is handled eight
+ * elements at a time through a 64-bit little-endian word; the tail is the same with
+ * fewer elements and ceil(rem*b/8) bytes.
+ */
+#include "quant/lut_pack.h"
+
+static int valid_bits(int bits) {
+    return bits == 1 || bits == 2 || bits == 3 || bits == 4 || bits == 6 || bits == 8;
+}
+
+size_t lut_packed_size(size_t n, int bits) {
+    if (!valid_bits(bits)) return 0;
+    return n / 8 * (size_t)bits + (n % 8 * (size_t)bits + 7) / 8;
+}
+
+/* Elements [0, cnt) of e packed into the low cnt*bits bits of a word. */
+static inline uint64_t pack_word(const uint8_t *e, int cnt, int bits) {
+    uint64_t mask = (1u << bits) - 1, word = 0;
+    for (int t = 0; t < cnt; t++) word |= (e[t] & mask) << (t * bits);
+    return word;
+}
+
+static inline void unpack_word(uint64_t word, int cnt, int bits, uint8_t *e) {
+    uint64_t mask = (1u << bits) - 1;
+    for (int t = 0; t < cnt; t++) e[t] = (uint8_t)((word >> (t * bits)) & mask);
+}
+
+void lut_pack_indices(const uint8_t *idx, size_t n, int bits, uint8_t *out) {
+    if (!valid_bits(bits)) return;
+    size_t full = n / 8;
+    for (size_t g = 0; g < full; g++) {
+        uint64_t word = pack_word(idx + 8 * g, 8, bits);
+        for (int b = 0; b < bits; b++) out[g * (size_t)bits + (size_t)b] = (uint8_t)(word >> (8 * b));
+    }
+    int rem = (int)(n % 8);
+    if (rem) {
+        uint64_t word = pack_word(idx + 8 * full, rem, bits);
+        int nbytes = (rem * bits + 7) / 8;
+        for (int b = 0; b < nbytes; b++) out[full * (size_t)bits + (size_t)b] = (uint8_t)(word >> (8 * b));
+    }
+}
+
+void lut_unpack_indices(const uint8_t *packed, size_t n, int bits, uint8_t *idx) {
+    if (!valid_bits(bits)) return;
+    size_t full = n / 8;
+    for (size_t g = 0; g < full; g++) {
+        uint64_t word = 0;
+        for (int b = 0; b < bits; b++) word |= (uint64_t)packed[g * (size_t)bits + (size_t)b] << (8 * b);
+        unpack_word(word, 8, bits, idx + 8 * g);
+    }
+    int rem = (int)(n % 8);
+    if (rem) {
+        uint64_t word = 0;
+        int nbytes = (rem * bits + 7) / 8;
+        for (int b = 0; b < nbytes; b++) word |= (uint64_t)packed[full * (size_t)bits + (size_t)b] << (8 * b);
+        unpack_word(word, rem, bits, idx + 8 * full);
+    }
+}
