@@ -40,6 +40,16 @@ void fp16_from_f32(const float *src, size_t n, uint16_t *dst, Fp16Overflow mode,
     stats_add(stats, &c);
 }
 
+size_t fp16_saturate_inf(uint16_t *w, size_t n) {
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        int inf = (w[i] & 0x7fff) == 0x7c00;
+        count += (size_t)inf;
+        w[i] = inf ? (uint16_t)((w[i] & 0x8000) | FP16_MAX_BITS) : w[i];
+    }
+    return count;
+}
+
 /* Order-preserving 16-bit key of a finite fp16 value (see lut.c) and back. */
 static inline int f16_key(uint16_t h) { return (h & 0x8000) ? -(int)(h & 0x7fff) : (int)h; }
 static inline uint16_t f16_of_key(int k) { return k < 0 ? (uint16_t)(0x8000 | -k) : (uint16_t)k; }

@@ -28,6 +28,11 @@ void fp16_from_bf16(const uint16_t *src, size_t n, uint16_t *dst, Fp16Overflow m
 /* fp32 -> fp16. Counts are ADDED to *stats (may be NULL). */
 void fp16_from_f32(const float *src, size_t n, uint16_t *dst, Fp16Overflow mode, Fp16ConvStats *stats);
 
+/* Replaces +-inf by +-65504 in place (NaN stays); returns how many. For fp16 data that
+ * went through a converter that overflows to inf (io's st_read_*_f16): applying this
+ * afterwards equals converting with FP16_SATURATE. */
+size_t fp16_saturate_inf(uint16_t *w, size_t n);
+
 /* double -> fp16 with a single rounding (nearest, ties to even; overflow -> +-inf).
  * Going through float first would round twice and can differ by one ulp on ties. */
 uint16_t f64_to_f16(double d);

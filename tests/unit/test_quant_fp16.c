@@ -75,6 +75,21 @@ static void test_bf16(void **state) {
     }
 }
 
+static void test_saturate_after_the_fact(void **state) {
+    (void)state;
+    const float src[] = {1.0f, 7e4f, -7e4f, NAN, -0.5f, 65504.0f};
+    uint16_t a[6], b[6];
+    fp16_from_f32(src, 6, a, FP16_OVERFLOW_INF, NULL);
+    fp16_from_f32(src, 6, b, FP16_SATURATE, NULL);
+    assert_int_equal(fp16_saturate_inf(a, 6), 2);
+    assert_int_equal(a[1], 0x7bff);
+    assert_int_equal(a[2], 0xfbff);
+    assert_false(f16_is_finite(a[3])); /* NaN stays */
+    a[3] = b[3] = 0;
+    assert_memory_equal(a, b, sizeof a);
+    assert_int_equal(fp16_saturate_inf(a, 6), 0);
+}
+
 /* Reference: the fp16 nearest to d by exhaustive search over finite values, ties to
  * the even mantissa. */
 static uint16_t nearest_f16(double d) {
@@ -120,6 +135,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f32_counts),
         cmocka_unit_test(test_bf16),
+        cmocka_unit_test(test_saturate_after_the_fact),
         cmocka_unit_test(test_f64_single_rounding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -295,7 +295,7 @@ static void test_grouping_threads_and_per_tensor(void **state) {
 static void test_packed_round_trip(void **state) {
     (void)state;
     enum { R = 16, C = 37 }; /* odd row length: 3- and 6-bit rows straddle bytes */
-    uint16_t *w = malloc(R * C * sizeof *w), lut[(R / 8) * 64];
+    uint16_t *w = malloc(R * C * sizeof *w), lut[(R / 8) * 256];
     uint8_t *idx = malloc(R * C), *back = malloc(R * C), *packed = malloc(R * C);
     syn_fill_rows(w, C, 0, R, SYN_NORMAL, 0.02, 3);
     const int bit_list[] = {1, 2, 3, 4, 6, 8};
