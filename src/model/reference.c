@@ -1,6 +1,6 @@
 /* reference.c - HF-exact reference forward pass (contract in reference.h).
  *
- * Sections: weights, helpers (matmul, norm, rope, activations, fp16 rounding and statistics),
+ * Sections: weights, helpers (matmul, norm, rope, activations, fp16/bf16 rounding and statistics),
  * attention, the block, the forward pass, statistics and top-k.
  */
 #include "model/reference.h"
@@ -40,6 +40,16 @@ const Arch *ref_arch(const RefModel *m) { return &m->arch; }
 void ref_reset(RefModel *m) { m->n_cached = 0; }
 int ref_n_cached(const RefModel *m) { return m->n_cached; }
 void ref_set_stats(RefModel *m, RefStats *stats) { m->stats = stats; }
+void ref_set_residual_clamp(RefModel *m, float clamp) { m->opt.residual_clamp = clamp; }
+
+/* A value rounded to the model's number format. */
+static inline float round_to(RefPrecision p, float v) {
+    if (p == REF_FP16) return round_f16(v);
+    if (p == REF_BF16) return bf16_to_f32(f32_to_bf16(v));
+    return v;
+}
+
+static int scaling_on(const RefOptions *o) { return o->fp16_scale > 0 && o->fp16_scale != 1; }
 
 static void format_shape(char *buf, size_t n, int ndim, const int64_t *s64, const long *sl) {
     if (ndim == 1) snprintf(buf, n, "[%lld]", s64 ? (long long)s64[0] : (long long)sl[0]);
@@ -61,8 +71,13 @@ static float *alloc_weights(size_t n) {
     return p;
 }
 
-/* Reads one tensor as fp32 after checking its shape against what config.json implies. */
-static float *load_tensor(const Checkpoint *ck, const ArchTensor *want, int fp16, Err *e) {
+/* How a tensor is changed as it loads: Gemma 3 residual scaling (fp16_scale.h). */
+typedef enum LoadScale { SCALE_NONE, SCALE_EMBEDDINGS, SCALE_NORM_GAIN } LoadScale;
+
+/* Reads one tensor as fp32 after checking its shape against what config.json implies, scales it
+ * and rounds it to the weight format (prec). */
+static float *load_tensor(const Checkpoint *ck, const ArchTensor *want, RefPrecision prec, LoadScale scale,
+                          float alpha, Err *e) {
     const StTensor *t = ckpt_require(ck, want->name, e);
     if (!t) return NULL;
     int ok = t->ndim == want->ndim;
@@ -79,8 +94,10 @@ static float *load_tensor(const Checkpoint *ck, const ArchTensor *want, int fp16
         free(buf);
         return NULL;
     }
-    if (fp16) /* a float16 model holds its weights as fp16 */
-        for (size_t i = 0; i < t->numel; i++) buf[i] = round_f16(buf[i]);
+    if (scale == SCALE_EMBEDDINGS) fp16_scale_embeddings(buf, t->numel, alpha);
+    else if (scale == SCALE_NORM_GAIN) fp16_scale_norm_gain(buf, t->numel, alpha);
+    if (prec != REF_FP32) /* a float16 (bfloat16) model holds its weights as fp16 (bf16) */
+        for (size_t i = 0; i < t->numel; i++) buf[i] = round_to(prec, buf[i]);
     return buf;
 }
 
@@ -89,9 +106,15 @@ static int load_weights(RefModel *m, const Checkpoint *ck, Err *e) {
     ArchTensor *list;
     int n;
     arch_tensor_list(a, &list, &n);
-    int rc = 0, fp16 = m->opt.precision == REF_FP16;
+    RefPrecision prec = m->opt.weights_fp16 ? REF_FP16 : m->opt.precision;
+    int scaled = scaling_on(&m->opt);
+    float alpha = m->opt.fp16_scale;
+    int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
-        float *w = load_tensor(ck, &list[i], fp16, e);
+        LoadScale how = SCALE_NONE;
+        if (scaled && i == 0) how = SCALE_EMBEDDINGS; /* list[0] is embed_tokens */
+        else if (scaled && list[i].layer >= 0 && fp16_scale_changes_layer_weight(list[i].weight)) how = SCALE_NORM_GAIN;
+        float *w = load_tensor(ck, &list[i], prec, how, alpha, e);
         if (!w) {
             rc = -1;
             break;
@@ -101,7 +124,11 @@ static int load_weights(RefModel *m, const Checkpoint *ck, Err *e) {
         else if (!strcmp(list[i].name, a->lm_head_name)) m->lm_head = w;
         else m->final_norm = w;
     }
-    if (a->tied) m->lm_head = m->embed;
+    if (rc == 0 && a->tied) {
+        /* the LM head keeps the unscaled table: scaling must not change the logits */
+        m->lm_head = scaled ? load_tensor(ck, &list[0], prec, SCALE_NONE, 0, e) : m->embed;
+        if (!m->lm_head) rc = -1;
+    }
     arch_free_tensor_list(list);
     return rc;
 }
@@ -111,6 +138,11 @@ int ref_load(RefModel **out, const char *model_dir, const RefOptions *opt, Err *
     RefModel *m = xcalloc(1, sizeof *m);
     if (opt) m->opt = *opt;
     if (arch_load(&m->arch, model_dir, e) < 0) {
+        free(m);
+        return -1;
+    }
+    if (scaling_on(&m->opt) && fp16_scale_check(&m->arch, m->opt.fp16_scale, e) < 0) {
+        arch_free(&m->arch);
         free(m);
         return -1;
     }
@@ -158,11 +190,30 @@ static void site_name(Site s, char *buf, size_t n) {
     else snprintf(buf, n, "layer %d %s", s.layer, s.what);
 }
 
-/* Rounds an op's output to fp16 in REF_FP16 mode and records overflow statistics;
+/* Adds `over` values beyond the fp16 range to the site's count (a new entry on its first overflow). */
+static void count_overflow_site(RefStats *st, Site site, long over) {
+    char name[96];
+    site_name(site, name, sizeof name);
+    for (int i = 0; i < st->n_overflow_sites; i++)
+        if (!strcmp(st->overflow_sites[i].name, name)) {
+            st->overflow_sites[i].count += over;
+            return;
+        }
+    if (st->n_overflow_sites == st->cap_overflow_sites) {
+        st->cap_overflow_sites = st->cap_overflow_sites ? 2 * st->cap_overflow_sites : 16;
+        st->overflow_sites = xrealloc(st->overflow_sites, sizeof *st->overflow_sites * (size_t)st->cap_overflow_sites);
+    }
+    RefSiteCount *s = &st->overflow_sites[st->n_overflow_sites++];
+    memcpy(s->name, name, sizeof name);
+    s->count = over;
+}
+
+/* Rounds an op's output to the model's format (REF_FP16 / REF_BF16) and records overflow statistics;
  * returns max |x| (inf if any value is not finite). */
 static float finish_op(RefModel *m, float *x, size_t n, Site site) {
-    if (m->opt.precision == REF_FP16)
-        for (size_t i = 0; i < n; i++) x[i] = round_f16(x[i]);
+    RefPrecision p = m->opt.precision;
+    if (p != REF_FP32)
+        for (size_t i = 0; i < n; i++) x[i] = round_to(p, x[i]);
     RefStats *st = m->stats;
     if (!st) return 0;
     float peak = 0;
@@ -178,6 +229,7 @@ static float finish_op(RefModel *m, float *x, size_t n, Site site) {
             peak = v;
         }
     }
+    if (over) count_overflow_site(st, site, over);
     if (over && !st->first_overflow[0]) site_name(site, st->first_overflow, sizeof st->first_overflow);
     if (nonfinite && !st->first_nonfinite[0]) site_name(site, st->first_nonfinite, sizeof st->first_nonfinite);
     if (site.layer >= 0) st->layers[site.layer].n_overflow += over;
@@ -197,7 +249,7 @@ static void linear(float *y, const float *x, int T, const float *W, const float 
  * the model dtype before the gain; Gemma: x / rms * (1 + w) all in float32, cast once. */
 static float rmsnorm(RefModel *m, float *out, const float *x, const float *w, int rows, int n, Site site) {
     const Arch *a = &m->arch;
-    int fp16 = m->opt.precision == REF_FP16;
+    RefPrecision p = m->opt.precision;
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * n;
         float *o = out + (size_t)r * n;
@@ -209,7 +261,7 @@ static float rmsnorm(RefModel *m, float *out, const float *x, const float *w, in
             if (a->norm_plus_one) {
                 o[i] = v * (1.0f + w[i]);
             } else {
-                if (fp16) v = round_f16(v);
+                v = round_to(p, v);
                 o[i] = w[i] * v;
             }
         }
@@ -220,20 +272,18 @@ static float rmsnorm(RefModel *m, float *out, const float *x, const float *w, in
 /* Rotates each head of x (T rows of n_heads * head_dim) by its position's angles. */
 static void apply_rope(RefModel *m, int layer, float *x, int T, int n_heads, int pos0, Site site) {
     const Arch *a = &m->arch;
-    int hd = a->head_dim, half = hd / 2, fp16 = m->opt.precision == REF_FP16;
+    int hd = a->head_dim, half = hd / 2;
+    RefPrecision p = m->opt.precision;
     float *cs = xmalloc(sizeof *cs * (size_t)hd), *sn = cs + half;
     for (int t = 0; t < T; t++) {
         arch_rope_cos_sin(a, layer, pos0 + t, cs, sn);
-        if (fp16)
-            for (int i = 0; i < hd; i++) cs[i] = round_f16(cs[i]);
+        for (int i = 0; i < hd; i++) cs[i] = round_to(p, cs[i]);
         for (int h = 0; h < n_heads; h++) {
             float *v = x + (size_t)t * n_heads * hd + (size_t)h * hd;
             for (int i = 0; i < half; i++) {
                 float x1 = v[i], x2 = v[i + half];
                 float a1 = x1 * cs[i], b1 = -x2 * sn[i], a2 = x2 * cs[i], b2 = x1 * sn[i];
-                if (fp16) {
-                    a1 = round_f16(a1), b1 = round_f16(b1), a2 = round_f16(a2), b2 = round_f16(b2);
-                }
+                a1 = round_to(p, a1), b1 = round_to(p, b1), a2 = round_to(p, a2), b2 = round_to(p, b2);
                 v[i] = a1 + b1;
                 v[i + half] = a2 + b2;
             }
@@ -272,7 +322,7 @@ static void attention(RefModel *m, int layer, const float *q, float *out, int T,
     const Arch *a = &m->arch;
     const Layer *L = &m->layers[layer];
     int hd = a->head_dim, kv_dim = arch_kv_dim(a), group = a->n_heads / a->n_kv_heads;
-    int fp16 = m->opt.precision == REF_FP16;
+    RefPrecision prec = m->opt.precision;
     int window = arch_is_sliding(a, layer) ? a->sliding_window : 0;
     float *scores = xmalloc(sizeof *scores * (size_t)(pos0 + T));
     for (int t = 0; t < T; t++) {
@@ -285,9 +335,8 @@ static void attention(RefModel *m, int layer, const float *q, float *out, int T,
                 const float *k = L->k_cache + (size_t)s * kv_dim + kv_off;
                 float dot = 0;
                 for (int i = 0; i < hd; i++) dot += qh[i] * k[i];
-                if (fp16) dot = round_f16(dot);
-                float sc = dot * a->attn_scale;
-                if (fp16) sc = round_f16(sc);
+                dot = round_to(prec, dot);
+                float sc = round_to(prec, dot * a->attn_scale);
                 if (a->attn_logit_softcap > 0) sc = tanhf(sc / a->attn_logit_softcap) * a->attn_logit_softcap;
                 scores[s] = sc;
                 if (sc > mx) mx = sc;
@@ -301,7 +350,7 @@ static void attention(RefModel *m, int layer, const float *q, float *out, int T,
             memset(o, 0, sizeof *o * (size_t)hd);
             for (int s = lo; s <= p; s++) {
                 float w = scores[s] / sum;
-                if (fp16) w = round_f16(w);
+                w = round_to(prec, w);
                 const float *v = L->v_cache + (size_t)s * kv_dim + kv_off;
                 for (int i = 0; i < hd; i++) o[i] += w * v[i];
             }
@@ -332,14 +381,20 @@ typedef struct Scratch {
 } Scratch;
 
 static void residual_add(RefModel *m, float *x, const float *branch, size_t n, Site site, float *peak) {
-    for (size_t i = 0; i < n; i++) x[i] += branch[i];
-    if (m->opt.precision == REF_FP16)
-        for (size_t i = 0; i < n; i++) x[i] = round_f16(x[i]);
+    RefPrecision p = m->opt.precision;
+    for (size_t i = 0; i < n; i++) x[i] = round_to(p, x[i] + branch[i]);
     float clamp = m->opt.residual_clamp;
-    if (clamp > 0)
-        for (size_t i = 0; i < n; i++) x[i] = x[i] > clamp ? clamp : x[i] < -clamp ? -clamp : x[i];
-    float p = finish_op(m, x, n, site);
-    if (peak && p > *peak) *peak = p;
+    if (clamp > 0) {
+        long clamped = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!(fabsf(x[i]) > clamp)) continue; /* NaN passes through */
+            x[i] = x[i] > 0 ? clamp : -clamp;
+            clamped++;
+        }
+        if (m->stats) m->stats->n_clamped += clamped;
+    }
+    float now = finish_op(m, x, n, site);
+    if (peak && now > *peak) *peak = now;
 }
 
 static void attention_block(RefModel *m, int l, float *x, int T, int pos0, Scratch *s) {
@@ -403,7 +458,7 @@ static void mlp_block(RefModel *m, int l, float *x, int T, Scratch *s) {
 
 static void embed_tokens(RefModel *m, const int *tokens, int T, float *x) {
     const Arch *a = &m->arch;
-    float scale = m->opt.precision == REF_FP16 ? round_f16(a->embed_scale) : a->embed_scale;
+    float scale = round_to(m->opt.precision, a->embed_scale);
     for (int t = 0; t < T; t++) {
         const float *row = m->embed + (size_t)tokens[t] * a->hidden;
         for (int i = 0; i < a->hidden; i++) x[(size_t)t * a->hidden + i] = row[i] * scale;
@@ -476,10 +531,13 @@ void ref_stats_reset(RefStats *s) {
     memset(s->layers, 0, sizeof *s->layers * (size_t)s->n_layers);
     s->embed_peak = 0;
     s->first_overflow[0] = s->first_nonfinite[0] = 0;
+    s->n_overflow_sites = 0;
+    s->n_clamped = 0;
 }
 
 void ref_stats_free(RefStats *s) {
     if (!s) return;
+    free(s->overflow_sites);
     free(s->layers);
     free(s);
 }

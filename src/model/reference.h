@@ -18,6 +18,11 @@
  *             accumulated in float32, then rounded; RMSNorm and softmax computed in float32 as
  *             transformers does), so overflow behaves like an fp16 model: values beyond 65504
  *             become inf and propagate. Used by the fp16 preflight.
+ *   REF_BF16  the same with bfloat16 rounding (the range of float32, 8 mantissa bits): how the
+ *             checkpoint behaves in its training dtype.
+ * RefOptions.weights_fp16 rounds the weights to fp16 whatever the compute precision (with REF_FP32:
+ * "fp16 weights run in float32"); RefOptions.fp16_scale applies Gemma 3's residual scaling
+ * (model/fp16_scale.h) to the weights as they load, before any rounding, as the converter does.
  * Statistics (ref_set_stats): per-layer residual peaks, branch-output peaks, counts of values
  * beyond the fp16 range, and where the first overflow / non-finite value appeared.
  *
@@ -30,12 +35,16 @@
 
 #include "common/err.h"
 #include "model/arch.h"
+#include "model/fp16_scale.h"
 
-typedef enum RefPrecision { REF_FP32 = 0, REF_FP16 = 1 } RefPrecision;
+typedef enum RefPrecision { REF_FP32 = 0, REF_FP16 = 1, REF_BF16 = 2 } RefPrecision;
 
 typedef struct RefOptions {
     RefPrecision precision;
     float residual_clamp;   /* 0 = off; else the residual is clamped to +-value after each add */
+    int weights_fp16;       /* round the weights to fp16 whatever `precision` computes in */
+    float fp16_scale;       /* 0 or 1 = off; else alpha in (0, 1): Gemma 3 residual scaling
+                               (ref_load fails for architectures it is not valid for) */
 } RefOptions;
 
 typedef struct RefLayerStats {
@@ -46,6 +55,12 @@ typedef struct RefLayerStats {
     long n_overflow;        /* op-output values of this layer with |x| > 65504, inf or NaN */
 } RefLayerStats;
 
+/* One op output (a "site", named as in first_overflow) that held values beyond 65504. */
+typedef struct RefSiteCount {
+    char name[96];
+    long count;                     /* values with |x| > 65504, inf or NaN, over all passes */
+} RefSiteCount;
+
 typedef struct RefStats {
     int n_layers;
     float embed_peak;               /* max |x| of the (scaled) embeddings */
@@ -53,6 +68,9 @@ typedef struct RefStats {
     char first_overflow[96];        /* first op output with |x| > 65504 ("" if none), e.g.
                                        "layer 1 residual after attention" */
     char first_nonfinite[96];       /* first op output holding inf/NaN ("" if none) */
+    RefSiteCount *overflow_sites;   /* [n_overflow_sites], in order of first overflow */
+    int n_overflow_sites, cap_overflow_sites;
+    long n_clamped;                 /* residual values the residual clamp limited */
 } RefStats;
 
 typedef struct RefModel RefModel;
@@ -61,6 +79,9 @@ typedef struct RefModel RefModel;
 int ref_load(RefModel **out, const char *model_dir, const RefOptions *opt, Err *e);
 void ref_free(RefModel *m);
 const Arch *ref_arch(const RefModel *m);
+
+/* Changes the residual clamp (0 = off) for later passes, e.g. between runs of a sweep. */
+void ref_set_residual_clamp(RefModel *m, float clamp);
 
 /* Forgets the KV cache. */
 void ref_reset(RefModel *m);
