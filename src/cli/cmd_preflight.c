@@ -211,6 +211,12 @@ static int run_preflight(int argc, char **argv) {
         return rc;
     }
     Err e = {0}, tok_err = {0};
+    Arch arch;
+    if (arch_load(&arch, a.model, &e) < 0) { /* a missing or broken folder says so before the tokenizer does */
+        free(a.tokens);
+        return cli_fail("%s", e.msg);
+    }
+    arch_free(&arch);
     Tokenizer *tok = NULL;
     if (tok_load(&tok, a.model, &tok_err) < 0) tok = NULL; /* only needed for --prompt; decoding is optional */
     int *ids = NULL, n = 0;
