@@ -38,17 +38,19 @@
 /* Level 0 has FAST_BINS_PER_CLUSTER bins per cluster. Each refinement has bins
  * `refine` times finer (measure threshold / refine^3) and lets boundary c move
  * `window` bins of the previous level either way; the last entry repeats until the
- * bins are single values. The two wide first windows (+-4 clusters at 1/8 cluster,
- * then +-1.5 clusters at 1/32) let the number of clusters in a region change
- * by a few: narrower ones left 1-3% of groups 0.1-1.5% above the optimum. Chosen on
- * the synthetic weights of tests/unit/quant_synth.h (t5 with outliers, normal,
- * Laplace, uniform, bimodal) against the exact DP; bench/bench_quant.c reports it. */
+ * bins are single values. The two wide first windows (+-3 clusters at 1/8 of a
+ * cluster, then +-1.5 clusters at 1/16) let the number of clusters in a region change
+ * by a few: narrower ones, or 1 bin per cluster at level 0, left 1-4% of groups
+ * 0.1-1.5% above the optimum. Chosen on the synthetic weights of
+ * tests/unit/quant_synth.h (t5 with outliers, normal, Laplace, uniform, bimodal;
+ * groups of 8 x 384 and 8 x 2048) against the exact DP: 0 of 450 groups at 6 bits
+ * above 0.1%, worst 0.03%; bench/bench_quant.c reports it on every run. */
 #define FAST_BINS_PER_CLUSTER 2
 #define FAST_MAX_LEVELS 12
 #define FAST_MAX_ROUNDS 16 /* re-centring rounds per level; only bounds odd inputs */
 static const struct {
     int refine, window;
-} fast_schedule[] = {{4, 8}, {4, 12}, {4, 2}};
+} fast_schedule[] = {{4, 6}, {2, 12}, {4, 3}, {4, 2}};
 #define FAST_SCHEDULE_LEN ((int)(sizeof fast_schedule / sizeof fast_schedule[0]))
 
 static inline int sched_refine(int t) {
@@ -68,7 +70,8 @@ typedef struct {
     size_t *pos;
     const double *pw, *ps1, *ps2; /* (m+1) */
     double *own_w, *own_s1, *own_s2;
-    size_t *up; /* (m+1) index of each edge in the next finer level */
+    size_t *up;    /* (m+1) index of each edge in the next finer level */
+    uint8_t *need; /* (m) bins the next level subdivides (the others it copies) */
     size_t m, cap;
 } Level;
 
@@ -90,7 +93,7 @@ struct Km1dWork {
 Km1dWork *kmeans1d_work_new(void) { return xcalloc(1, sizeof(Km1dWork)); }
 
 static void level_free(Level *lv) {
-    free(lv->pos), free(lv->own_w), free(lv->own_s1), free(lv->own_s2), free(lv->up);
+    free(lv->pos), free(lv->own_w), free(lv->own_s1), free(lv->own_s2), free(lv->up), free(lv->need);
 }
 
 void kmeans1d_work_free(Km1dWork *wk) {
@@ -149,6 +152,7 @@ static void level_reserve(Level *lv, size_t m) {
     lv->own_s1 = xrealloc(lv->own_s1, cap * sizeof(double));
     lv->own_s2 = xrealloc(lv->own_s2, cap * sizeof(double));
     lv->up = xrealloc(lv->up, cap * sizeof(size_t));
+    lv->need = xrealloc(lv->need, cap);
     lv->cap = cap;
 }
 
@@ -317,8 +321,9 @@ static double level0_build(const double *x, const Prefix *pv, size_t target, int
     return T;
 }
 
-/* Subdivides every bin of `coarse` with threshold T into `fine`, or makes `fine` the
- * values themselves (T == 0); fills coarse->up. */
+/* Subdivides the bins of `coarse` marked in coarse->need with threshold T into `fine`
+ * (the others are copied whole: no window reaches them, so their resolution does not
+ * matter), or makes `fine` the values themselves (T == 0); fills coarse->up. */
 static void level_refine(const double *x, const Prefix *pv, Level *coarse, double T, Level *fine) {
     size_t n = pv->m;
     if (T <= 0) {
@@ -332,7 +337,7 @@ static void level_refine(const double *x, const Prefix *pv, Level *coarse, doubl
     for (size_t e = 0; e < coarse->m; e++) {
         coarse->up[e] = fine->m;
         fine->pos[fine->m++] = coarse->pos[e];
-        measure_edges(x, pv->w, coarse->pos[e], coarse->pos[e + 1], T, fine);
+        if (coarse->need[e]) measure_edges(x, pv->w, coarse->pos[e], coarse->pos[e + 1], T, fine);
     }
     coarse->up[coarse->m] = fine->m;
     fine->pos[fine->m] = n;
@@ -512,6 +517,15 @@ static void fast_segment(const double *x, const Prefix *pv, int k, size_t *start
         size_t half = (size_t)sched_window(t);
         items_per_bin /= r;
         T = (items_per_bin < 2 || t + 2 >= FAST_MAX_LEVELS) ? 0 : T / (r * r * r);
+        /* Few values per cluster (8-bit LUTs of small groups): the values come right
+         * after level 0, so this one window must also do the second's job. */
+        if (T == 0 && t == 0) half *= 2;
+        memset(lv[t].need, 0, lv[t].m);
+        for (int c = 1; c < k; c++) {
+            size_t a = wk->sel[c] > half ? wk->sel[c] - half : 0;
+            size_t b = wk->sel[c] + half < lv[t].m ? wk->sel[c] + half : lv[t].m - 1;
+            memset(lv[t].need + a, 1, b - a + 1);
+        }
         level_refine(x, pv, &lv[t], T, &lv[t + 1]);
         for (int c = 1; c < k; c++) {
             size_t a = wk->sel[c] > half ? wk->sel[c] - half : 0;

@@ -8,6 +8,7 @@
 #include "quant/lut.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,6 +124,7 @@ static void fit_uniques(const Uniques *un, int bits, FitMethod method, Km1dWork 
 
 struct LutWork {
     uint32_t *count;   /* (N_KEYS) zero between groups */
+    uint64_t *seen;    /* (N_KEYS / 64) bit per key present; zero between groups */
     uint8_t *index_of; /* (N_KEYS) LUT index of each key present in the current group */
     uint16_t *key;     /* (N_KEYS) */
     double *x, *wt;    /* (N_KEYS) */
@@ -132,6 +134,7 @@ struct LutWork {
 LutWork *lut_work_new(void) {
     LutWork *wk = xcalloc(1, sizeof *wk);
     wk->count = xcalloc(N_KEYS, sizeof *wk->count);
+    wk->seen = xcalloc(N_KEYS / 64, sizeof *wk->seen);
     wk->index_of = xcalloc(N_KEYS, 1);
     wk->key = xmalloc(N_KEYS * sizeof *wk->key);
     wk->x = xmalloc(N_KEYS * sizeof *wk->x);
@@ -142,34 +145,52 @@ LutWork *lut_work_new(void) {
 
 void lut_work_free(LutWork *wk) {
     if (!wk) return;
-    free(wk->count), free(wk->index_of), free(wk->key), free(wk->x), free(wk->wt);
+    free(wk->count), free(wk->seen), free(wk->index_of), free(wk->key), free(wk->x), free(wk->wt);
     kmeans1d_work_free(wk->km);
     free(wk);
 }
 
-/* Counts the group's values; returns the first non-finite index or n. On success
- * *un holds the sorted uniques and wk->count is zero again. */
+/* Value of every order key (the fp16 it stands for, as float). */
+static float key_value[N_KEYS];
+static pthread_once_t key_value_once = PTHREAD_ONCE_INIT;
+
+static void key_value_init(void) {
+    for (unsigned k = 0; k < N_KEYS; k++) key_value[k] = f16_to_f32(key_to_half((uint16_t)k));
+}
+
+/* Counts the group's values into a histogram over order keys, marking each key seen
+ * in a bitmap, then reads the uniques back in key (= value) order from the bitmap's
+ * set bits. Returns the first non-finite index or n; either way wk->count and
+ * wk->seen are zero again afterwards. */
 static size_t group_uniques(LutWork *wk, const uint16_t *w, size_t n, Uniques *un) {
+    pthread_once(&key_value_once, key_value_init);
     uint32_t *cnt = wk->count;
-    unsigned lo = 0xffff, hi = 0;
+    uint64_t *seen = wk->seen;
     for (size_t i = 0; i < n; i++) {
         unsigned k = order_key(w[i]);
         cnt[k]++;
-        lo = k < lo ? k : lo;
-        hi = k > hi ? k : hi;
+        seen[k >> 6] |= 1ull << (k & 63);
     }
-    int finite = lo > KEY_NEG_INF && hi < KEY_POS_INF;
+    /* keys <= KEY_NEG_INF fill words 0..15, keys >= KEY_POS_INF words 1008..1023 */
+    uint64_t nonfinite = 0;
+    for (unsigned wi = 0; wi < 16; wi++) nonfinite |= seen[wi] | seen[N_KEYS / 64 - 1 - wi];
     size_t u = 0;
-    for (unsigned k = lo; k <= hi; k++) {
-        if (!cnt[k]) continue;
-        wk->key[u] = (uint16_t)k;
-        wk->x[u] = f16_to_f32(key_to_half((uint16_t)k));
-        wk->wt[u] = cnt[k];
-        cnt[k] = 0;
-        u++;
+    for (unsigned wi = 0; wi < N_KEYS / 64; wi++) {
+        uint64_t bits = seen[wi];
+        if (!bits) continue;
+        seen[wi] = 0;
+        do {
+            unsigned k = wi * 64 + (unsigned)__builtin_ctzll(bits);
+            wk->key[u] = (uint16_t)k;
+            wk->x[u] = key_value[k];
+            wk->wt[u] = cnt[k];
+            cnt[k] = 0;
+            u++;
+            bits &= bits - 1;
+        } while (bits);
     }
     *un = (Uniques){wk->key, wk->x, wk->wt, u};
-    return finite ? n : first_nonfinite(w, n);
+    return nonfinite ? first_nonfinite(w, n) : n;
 }
 
 static void group_write_indices(const LutWork *wk, const uint16_t *w, size_t n, uint8_t *idx) {

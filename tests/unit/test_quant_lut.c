@@ -188,7 +188,7 @@ static void test_sse_against_exact(void **state) {
                 assert_true(fast.cluster_sse >= exact.cluster_sse * (1 - 1e-9));
                 double ratio = exact.cluster_sse > 0 ? fast.cluster_sse / exact.cluster_sse : 1;
                 groups++;
-                if (ratio > 1.001) over++;
+                if (ratio > 1.001) over++, print_message("  over: bits %d kind %zu seed %d ratio %.6f\n", bit_list[b], kk, s, ratio);
                 if (ratio > worst) worst = ratio;
                 assert_true(fast.sse <= exact.sse * 1.01);
             }
