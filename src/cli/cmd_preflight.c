@@ -123,7 +123,9 @@ static const char *yes_no(int v) { return v ? "yes" : "NO"; }
 static void print_run(const char *name, const PreflightRun *r) {
     if (!r->done) return;
     const char *bad = r->stats && r->stats->first_nonfinite[0] ? r->stats->first_nonfinite : "-";
-    printf("  %-18s %-5s  %5.2f  %-10.0f  %s\n", name, yes_no(r->works), r->match_rate, (double)r->residual_peak, bad);
+    int decimals = r->residual_peak < 100 ? 3 : 0; /* small models peak at a few units */
+    printf("  %-18s %-5s  %5.2f  %-10.*f  %s\n", name, yes_no(r->works), r->match_rate, decimals,
+           (double)r->residual_peak, bad);
 }
 
 static void print_summary(const Preflight *p) {
