@@ -169,7 +169,7 @@ static void test_slice_by_index(void **state) {
     TProg t = tprog_begin();
     MilValue *x = mil_input(t.f, "x", MIL_FP16, 3, d);
     MilValue *beg = mil_input(t.f, "beg", MIL_INT32, 1, (int64_t[]){3});
-    MilSlice s1 = {3, (int32_t[]){1, -4, 5}, (int32_t[]){3, 100, 0}, NULL, NULL, (int32_t[]){1, 2, -2}, NULL, NULL, NULL};
+    MilSlice s1 = {3, (int32_t[]){-10, -4, 5}, (int32_t[]){3, 100, 0}, NULL, NULL, (int32_t[]){1, 2, -2}, NULL, NULL, NULL};
     MilSlice s2 = {3, (int32_t[]){0, 2, -1}, (int32_t[]){0, 0, 0}, NULL, NULL, NULL, (uint8_t[]){1, 0, 0},
                    (uint8_t[]){1, 1, 1}, (uint8_t[]){0, 1, 0}};
     MilSlice s3 = {3, NULL, (int32_t[]){4, 5, 6}, beg, NULL, NULL, NULL, NULL, NULL};
@@ -183,11 +183,11 @@ static void test_slice_by_index(void **state) {
     iota(xs, 120);
     int32_t bv[3] = {2, 1, -2};
     tprog_run(&t, 2, (RtInput[]){input("x", MIL_FP16, xs, 3, d), input("beg", MIL_INT32, bv, 1, (int64_t[]){3})}, NULL);
-    /* s1: x[1:3:1, -4:100:2, 5:0:-2] */
+    /* s1: x[-10:3:1, -4:100:2, 5:0:-2] (begin and end clamped) */
     int64_t i0[8], i1[8], i2[8], n0, n1, n2;
     float want[120];
     int64_t n = 0;
-    n0 = py_slice(4, 1, 3, 1, 0, 0, i0);
+    n0 = py_slice(4, -10, 3, 1, 0, 0, i0);
     n1 = py_slice(5, -4, 100, 2, 0, 0, i1);
     n2 = py_slice(6, 5, 0, -2, 0, 0, i2);
     for (int64_t a = 0; a < n0; a++)
