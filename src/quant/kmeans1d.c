@@ -377,7 +377,8 @@ static inline void lanes_merge(double v, long long i, double *bv, size_t *bi) {
 /* argmin over i in [lo, hi] of pD[i] + cost(i, j), with the prefix sums of candidate i
  * in pw/ps1/ps2 and those of j in wj/sj/qj; leftmost on ties. The division dominates,
  * so candidates go in pairs (four at a time in two register pairs for long ranges);
- * each lane keeps its own leftmost minimum and the lanes are merged at the end. */
+ * each lane keeps its own leftmost minimum and the lanes are merged at the end (an odd
+ * last candidate comes after every lane's, so it wins only if strictly smaller). */
 static size_t argmin_split(const double *pw, const double *ps1, const double *ps2, const double *pD, size_t lo,
                            size_t hi, double wj, double sj, double qj, double *best) {
     const v2d Wj = {wj, wj}, Sj = {sj, sj}, Qj = {qj, qj};
@@ -397,17 +398,19 @@ static size_t argmin_split(const double *pw, const double *ps1, const double *ps
         lanes_merge(vb[0], ib[0], &bv, &bi);
         lanes_merge(vb[1], ib[1], &bv, &bi);
     }
-    for (; i <= hi; i += 2) { /* pairs; an odd last one is paired with itself */
-        size_t i1 = i + 1 <= hi ? i + 1 : hi;
-        const v2d w_ = Wj - (v2d){pw[i], pw[i1]}, s_ = Sj - (v2d){ps1[i], ps1[i1]};
-        const v2d q_ = Qj - (v2d){ps2[i], ps2[i1]};
-        const v2d v_ = (v2d){pD[i], pD[i1]} + (q_ - s_ * s_ / w_);
-        const v2i b_ = v_ < va, id = {(long long)i, (long long)i1};
-        va = (v2d)(((v2i)v_ & b_) | ((v2i)va & ~b_));
-        ia = (id & b_) | (ia & ~b_);
+    for (; i + 1 <= hi; i += 2) {
+        ARGMIN_STEP(va, ia, ida, i);
+        ida += two;
     }
     lanes_merge(va[0], ia[0], &bv, &bi);
     lanes_merge(va[1], ia[1], &bv, &bi);
+    if (i == hi) { /* an odd last one */
+        double w = wj - pw[i], s = sj - ps1[i], q = qj - ps2[i];
+        double v = pD[i] + (q - s * s / w);
+        int take = v < bv;
+        bi = take ? i : bi;
+        bv = take ? v : bv;
+    }
     *best = bv;
     return bi;
 }

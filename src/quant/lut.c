@@ -1,9 +1,10 @@
 /* lut.c - grouped LUT palettization of fp16 weights (contract in lut.h).
  *
  * Per group: count the fp16 values (a histogram indexed by an order-preserving 16-bit
- * key, touched only over the group's key range), cluster the unique values weighted
- * by their counts (kmeans1d), round the centroids to fp16, map each unique value to
- * its nearest LUT entry, then write one index per weight through a key -> index table.
+ * key plus a bitmap of the keys seen, so reading the sorted uniques back and clearing
+ * costs the uniques, not the 65536 keys), cluster the unique values weighted by their
+ * counts (kmeans1d), round the centroids to fp16, map each unique value to its nearest
+ * LUT entry, then write one index per weight through a key -> index table.
  */
 #include "quant/lut.h"
 
@@ -81,6 +82,29 @@ typedef struct {
 
 typedef enum { FIT_FAST, FIT_EXACT } FitMethod;
 
+/* The distinct values of lut[0..used) (ascending; fp16 rounding may merge neighbours),
+ * each with the lowest index holding it. */
+typedef struct {
+    double v[LUT_MAX_ENTRIES];
+    uint8_t first[LUT_MAX_ENTRIES];
+    int n;
+} Distinct;
+
+static void distinct_build(const uint16_t *lut, int used, Distinct *d) {
+    d->n = 0;
+    for (int c = 0; c < used && c < LUT_MAX_ENTRIES; c++) {
+        double v = f16_to_f32(lut[c]);
+        if (d->n == 0 || v != d->v[d->n - 1]) d->v[d->n] = v, d->first[d->n] = (uint8_t)c, d->n++;
+    }
+}
+
+/* Nearest distinct value to x, for x visited in ascending order: the walk only moves
+ * up, and only to a strictly nearer value, so a tie keeps the lower entry. */
+static inline int distinct_nearest(const Distinct *d, int at, double x) {
+    while (at + 1 < d->n && fabs(d->v[at + 1] - x) < fabs(d->v[at] - x)) at++;
+    return at;
+}
+
 /* Clusters the uniques into min(u, 2^bits) LUT entries: lut[0..used) ascending fp16,
  * the rest 0. index_of[key] (may be NULL) receives each unique value's nearest entry.
  * Fills st->sse, st->energy and st->cluster_sse over the uniques. */
@@ -98,22 +122,15 @@ static void fit_uniques(const Uniques *un, int bits, FitMethod method, Km1dWork 
     for (int c = 0; c < k; c++) lut[c] = f64_to_f16(cent[c]);
     *used = k;
 
-    /* Nearest entry walk over the distinct LUT values (rounding may merge neighbours;
-     * a merged value answers with its lowest index). */
-    double dv[LUT_MAX_ENTRIES];
-    uint8_t di[LUT_MAX_ENTRIES];
-    int nd = 0;
-    for (int c = 0; c < k; c++) {
-        double v = f16_to_f32(lut[c]);
-        if (nd == 0 || v != dv[nd - 1]) dv[nd] = v, di[nd] = (uint8_t)c, nd++;
-    }
+    Distinct dl;
+    distinct_build(lut, k, &dl);
     double sse = 0, energy = 0;
     int d = 0;
     for (size_t i = 0; i < un->u; i++) {
         double x = un->x[i];
-        while (d + 1 < nd && fabs(dv[d + 1] - x) < fabs(dv[d] - x)) d++;
-        if (index_of) index_of[un->key[i]] = di[d];
-        sse += un->wt[i] * (dv[d] - x) * (dv[d] - x);
+        d = distinct_nearest(&dl, d, x);
+        if (index_of) index_of[un->key[i]] = dl.first[d];
+        sse += un->wt[i] * (dl.v[d] - x) * (dl.v[d] - x);
         energy += un->wt[i] * x * x;
     }
     st->sse = sse;
@@ -301,19 +318,13 @@ struct LutMap {
 
 LutMap *lut_map_new(const uint16_t *lut, int used) {
     LutMap *m = xcalloc(1, sizeof *m);
-    double dv[LUT_MAX_ENTRIES];
-    uint8_t di[LUT_MAX_ENTRIES];
-    int nd = 0;
-    for (int c = 0; c < used && c < LUT_MAX_ENTRIES; c++) {
-        double v = f16_to_f32(lut[c]);
-        if (nd == 0 || v != dv[nd - 1]) dv[nd] = v, di[nd] = (uint8_t)c, nd++;
-    }
-    if (nd == 0) return m;
+    Distinct dl;
+    distinct_build(lut, used, &dl);
+    if (dl.n == 0) return m;
     int d = 0;
     for (unsigned k = KEY_NEG_INF + 1; k < KEY_POS_INF; k++) {
-        double x = f16_to_f32(key_to_half((uint16_t)k));
-        while (d + 1 < nd && fabs(dv[d + 1] - x) < fabs(dv[d] - x)) d++;
-        m->index_of[k] = di[d];
+        d = distinct_nearest(&dl, d, f16_to_f32(key_to_half((uint16_t)k)));
+        m->index_of[k] = dl.first[d];
     }
     return m;
 }
