@@ -1,0 +1,137 @@
+/* cmd_convert.c - `anemll convert`: a Hugging Face checkpoint to ANEMLL's Core ML packages
+ * (the pipeline of ../shared/seed/convert_model.md; the work is done by parts/convert.c). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/util.h"
+#include "parts/convert.h"
+
+#define TOOL_NAME "anemll-c 0.1.0"
+
+static const char *usage_text =
+    "usage: anemll convert --model DIR --output DIR [options]\n"
+    "\n"
+    "Converts a Hugging Face checkpoint (llama: Llama 3.x, DeepSeek-R1-Distill-Llama; qwen3; qwen2: Qwen2.5)\n"
+    "into Core ML packages for the Apple Neural Engine, laid out as ANEMLL 0.3.5 lays them out (its chat.py\n"
+    "and Swift CLI run them): embeddings, FFN+prefill chunks, LM head, meta.yaml and the tokenizer files.\n"
+    "\n"
+    "  --model DIR           Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer files)\n"
+    "  --output DIR          output folder (created if missing)\n"
+    "  --context N           context length (default 512)\n"
+    "  --batch N             prefill batch size (default 64, at most the context)\n"
+    "  --lut1 SPEC           LUT for the embeddings (default none)\n"
+    "  --lut2 SPEC           LUT for the FFN/prefill chunks (default 4)\n"
+    "  --lut3 SPEC           LUT for the LM head (default 6)\n"
+    "                        SPEC: bits (1, 2, 3, 4, 6, 8) with the default group of 8 output channels per\n"
+    "                        LUT, bits,group (e.g. 6,4), bits,0 or bits,tensor for one LUT per tensor,\n"
+    "                        or \"\" / none for fp16\n"
+    "  --restart N           run steps N..8 (default 1)\n"
+    "  --only N              run step N only (--only 6 compiles every part)\n"
+    "  --chunk N|auto        number of FFN chunks (default 2); auto: the fewest chunks whose largest\n"
+    "                        weight file fits --max-chunk-mb (exact quantized sizes)\n"
+    "  --max-chunk-mb N      MiB per chunk for --chunk auto (default 950)\n"
+    "  --prefix NAME         file name prefix (default llama; qwen for qwen3, qwen25 for qwen2)\n"
+    "  --skip-check          convert even without tokenizer files (a warning instead of an error)\n"
+    "  --skip-anemll-dedup   store the infer and prefill weights of a combined chunk separately\n"
+    "                        (default: each weight once, shared by both functions)\n"
+    "  --argmax              LM head outputs argmax_idx/argmax_val (greedy only) instead of logits\n"
+    "  --fp16-scale V        Gemma 3 only (not implemented yet)\n"
+    "  --split-rotate        Gemma 3 only (not implemented yet)\n"
+    "  --threads N           quantization threads (default: all cores)\n"
+    "  -h, --help            this text\n"
+    "\n"
+    "Steps: 1 embeddings, 2 LM head, 3 FFN, 4 prefill, 5 combine, 6 compile (macOS only), 7 tokenizer +\n"
+    "meta.yaml, 8 test (every package read back and checked). Every package is written atomically; a\n"
+    "conversion run twice, or resumed with --restart, writes byte-identical files.\n";
+
+typedef struct Printer {
+    double t0;
+} Printer;
+
+static void human_bytes(uint64_t b, char *buf, size_t n) {
+    if (b >= (uint64_t)1 << 30) snprintf(buf, n, "%.2f GiB", (double)b / (1 << 30));
+    else if (b >= 1 << 20) snprintf(buf, n, "%.1f MiB", (double)b / (1 << 20));
+    else if (b >= 1 << 10) snprintf(buf, n, "%.1f KiB", (double)b / (1 << 10));
+    else snprintf(buf, n, "%llu B", (unsigned long long)b);
+}
+
+static void on_event(void *ctx, const ConvertEvent *ev) {
+    Printer *p = ctx;
+    char size[32];
+    switch (ev->kind) {
+    case CONVERT_PLAN: printf("  %s\n", ev->text); break;
+    case CONVERT_STEP_BEGIN: printf("\nStep %d: %s\n", ev->step, ev->title); break;
+    case CONVERT_STEP_SKIP: printf("\nSkipping step %d: %s\n", ev->step, ev->title); break;
+    case CONVERT_STEP_END:
+        printf("  step %d done in %.1f s (%.1f s elapsed)\n", ev->step, ev->seconds, now_seconds() - p->t0);
+        break;
+    case CONVERT_PART:
+        human_bytes(ev->report->total_bytes, size, sizeof size);
+        if (ev->count) printf("  [chunk %d/%d] ", ev->index, ev->count);
+        else printf("  ");
+        printf("%s  %s", ev->file, size);
+        if (ev->report->quantized) printf("  LUT SNR %.1f dB", lut_stats_snr_db(&ev->report->lut));
+        if (ev->seconds > 0) printf("  (%.1f s)", ev->seconds);
+        printf("\n");
+        break;
+    case CONVERT_NOTE: printf("  note: %s\n", ev->text); break;
+    case CONVERT_WARNING: printf("  warning: %s\n", ev->text); break;
+    }
+    fflush(stdout);
+}
+
+static void print_summary(const Conversion *c, const ConvertOptions *o, double seconds) {
+    int n;
+    const ConvertResult *r = convert_results(c, &n);
+    printf("\nConversion finished in %.1f s (peak memory %.0f MiB). Files written to %s:\n", seconds,
+           (double)peak_rss_kb() / 1024.0, o->output_dir);
+    printf("  %-4s  %-52s  %10s  %5s  %9s\n", "step", "file", "size", "LUT", "SNR (dB)");
+    uint64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        char size[32], lut[8] = "-", snr[16] = "-";
+        human_bytes(r[i].report.total_bytes, size, sizeof size);
+        total += r[i].report.total_bytes;
+        if (r[i].is_package) snprintf(lut, sizeof lut, r[i].lut_bits ? "%d" : "fp16", r[i].lut_bits);
+        if (r[i].report.quantized) snprintf(snr, sizeof snr, "%.1f", lut_stats_snr_db(&r[i].report.lut));
+        printf("  %-4d  %-52s  %10s  %5s  %9s", r[i].step, r[i].file, size, lut, snr);
+        if (r[i].report.shared_bytes) {
+            human_bytes(r[i].report.shared_bytes, size, sizeof size);
+            printf("  (%s shared by infer and prefill)", size);
+        }
+        printf("\n");
+    }
+    char size[32];
+    human_bytes(total, size, sizeof size);
+    printf("  total %s\n", size);
+    if (convert_step_selected(o, 7) || convert_step_selected(o, 8))
+        printf("\nTo chat with the model (ANEMLL): python3 tests/chat.py --meta %s/meta.yaml\n", o->output_dir);
+}
+
+static int run_convert(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        fputs(usage_text, stdout);
+        return CLI_OK;
+    }
+    ConvertOptions o;
+    convert_options_init(&o);
+    Err e = {0};
+    if (convert_options_parse(&o, argc, argv, &e) < 0) return cli_usage_error("convert", "%s", e.msg);
+    Printer p = {now_seconds()};
+    printf("anemll convert: %s -> %s\n", o.model_dir, o.output_dir);
+    Conversion *c;
+    if (convert_prepare(&c, &o, TOOL_NAME, on_event, &p, &e) < 0) return cli_fail("%s", e.msg);
+    int rc = convert_run(c, &e);
+    if (rc < 0) {
+        fprintf(stderr, "error: %s\n", e.msg);
+        fprintf(stderr, "Packages written before the failure are complete; fix the cause and resume with --restart "
+                        "at the failed step.\n");
+    } else {
+        print_summary(c, &o, now_seconds() - p.t0);
+    }
+    convert_free(c);
+    return rc < 0 ? CLI_FAIL : CLI_OK;
+}
+
+CLI_COMMAND(convert, "convert", "convert a Hugging Face checkpoint to Core ML packages (ANEMLL layout)", run_convert)

@@ -1,0 +1,177 @@
+/* combine.c - step 5: the infer and prefill packages of a chunk, read back and written as one
+ * multifunction package {prefix}_FFN_PF...: functions `infer` (default) and `prefill`.
+ *
+ * Each function is copied op by op into a new program; every blob it references is added to
+ * the new weight.bin, where the writer stores identical bytes once. Both functions were built
+ * from the same quantized weights, so each weight ends up in the file once and is shared
+ * (ANEMLL needs a separate dedup pass for this; here it holds by construction).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "mil/ops.h"
+#include "parts/internal.h"
+
+typedef struct Copier {
+    PkgWriter *w;
+    MilProgram *dst;
+    MilFunction *f;
+    const char *src_path;
+} Copier;
+
+/* The same const data, its blob (if any) re-added to the new weight file. */
+static const MilConst *copy_const(Copier *c, const MilType *t, const MilConst *src, Err *e) {
+    MilConst *k = mil_alloc(c->dst, sizeof *k);
+    *k = *src;
+    if (src->kind == MIL_CONST_BLOB) {
+        if (!src->blob.data)
+            return err_set(e, "%s: a weight blob is not mapped; the package cannot be copied", c->src_path), NULL;
+        int64_t numel = mil_type_numel(t);
+        if (numel < 0) return err_set(e, "%s: a blob const has an unknown shape", c->src_path), NULL;
+        if (pkg_writer_add_blob(c->w, t->dtype, (uint64_t)numel, src->blob.data, &k->blob, e) < 0) return NULL;
+        return k;
+    }
+    if (src->strs) {
+        int64_t n = t->rank ? mil_type_numel(t) : 1;
+        const char **s = mil_alloc(c->dst, sizeof *s * (size_t)(n > 0 ? n : 1));
+        for (int64_t i = 0; i < n; i++) s[i] = mil_strdup(c->dst, src->strs[i]);
+        k->strs = s;
+        return k;
+    }
+    if (src->nbytes) {
+        void *bytes = mil_alloc(c->dst, (size_t)src->nbytes);
+        memcpy(bytes, src->bytes, (size_t)src->nbytes);
+        k->bytes = bytes;
+    }
+    return k;
+}
+
+/* The new function's value for an argument of an op of the source function. */
+static MilValue *map_value(Copier *c, const MilValue *v, Err *e) {
+    if (v->name) {
+        MilValue *m = mil_lookup(c->f, v->name);
+        if (!m) err_set(e, "%s: value '%s' is used before it is defined", c->src_path, v->name);
+        return m;
+    }
+    const MilConst *k = copy_const(c, &v->type, v->data, e);
+    if (!k) return NULL;
+    MilValue *lit = mil_raw_literal(c->dst, &v->type, k);
+    if (!lit) mil_error(c->dst, e);
+    return lit;
+}
+
+static int copy_op(Copier *c, const MilOp *op, Err *e) {
+    if (!strcmp(op->type, "const")) {
+        const MilValue *o = op->outputs[0];
+        const MilConst *k = copy_const(c, &o->type, o->data, e);
+        if (!k) return -1;
+        return mil_raw_const(c->f, op->name, o->name, &o->type, k) ? 0 : mil_error(c->dst, e);
+    }
+    MilArg args[MIL_MAX_PARAMS];
+    int n = 0;
+    for (int a = 0; a < op->n_args; a++) {
+        if (!op->args[a].n) continue;
+        MilValue **vals = mil_alloc(c->dst, sizeof *vals * (size_t)op->args[a].n);
+        for (int j = 0; j < op->args[a].n; j++)
+            if (!(vals[j] = map_value(c, op->args[a].vals[j], e))) return -1;
+        args[n++] = (MilArg){op->args[a].param, op->args[a].n, vals};
+    }
+    const char *names[MIL_MAX_OUTPUTS];
+    MilType types[MIL_MAX_OUTPUTS];
+    for (int i = 0; i < op->n_outputs; i++) {
+        names[i] = op->outputs[i]->name;
+        types[i] = op->outputs[i]->type;
+    }
+    if (!mil_raw_op(c->f, op->type, op->name, n, args, op->n_outputs, names, types, 0)) return mil_error(c->dst, e);
+    return 0;
+}
+
+static int copy_function(Copier *c, const MilFunction *src, const char *name, Err *e) {
+    c->f = mil_function_new(c->dst, name, src->opset);
+    for (int i = 0; i < src->n_inputs; i++) {
+        const MilValue *in = src->inputs[i];
+        MilValue *v = in->n_shapes > 1
+                          ? mil_input_enumerated(c->f, in->name, in->type.dtype, in->type.rank, in->n_shapes, in->shapes)
+                          : mil_raw_input(c->f, in->name, &in->type);
+        if (!v) return mil_error(c->dst, e);
+    }
+    for (int i = 0; i < src->n_ops; i++)
+        if (copy_op(c, src->ops[i], e) < 0) return err_wrap(e, "copying function %s of %s", src->name, c->src_path);
+    MilValue *outs[MIL_MAX_OUTPUTS];
+    if (src->n_outputs > MIL_MAX_OUTPUTS) return err_set(e, "%s: too many outputs", c->src_path);
+    for (int i = 0; i < src->n_outputs; i++)
+        if (!(outs[i] = mil_lookup(c->f, src->outputs[i]->name)))
+            return err_set(e, "%s: output '%s' is not defined", c->src_path, src->outputs[i]->name);
+    if (mil_set_outputs(c->f, src->n_outputs, outs) < 0) return mil_error(c->dst, e);
+    return 0;
+}
+
+/* userDefined of both sources (infer's first), under the combined description. */
+static void merge_metadata(PartMeta *m, const Package *infer, const Package *prefill) {
+    const PkgMetadata *a = &infer->desc.metadata, *b = &prefill->desc.metadata;
+    const char *info = "";
+    for (int i = 0; i < a->n_user; i++)
+        if (!strcmp(a->user[i].key, "com.anemll.info")) info = a->user[i].value;
+    part_meta_init(m, "Anemll Model: Multifunction FFN+Prefill", info);
+    const PkgMetadata *src[2] = {a, b};
+    for (int s = 0; s < 2; s++)
+        for (int i = 0; i < src[s]->n_user; i++) {
+            const char *key = src[s]->user[i].key;
+            if (strncmp(key, "com.anemll.", 11)) continue;
+            int n_before = m->md.n_user;
+            if (n_before >= (int)(sizeof m->kv / sizeof m->kv[0])) break;
+            part_meta_set(m, key, "%s", src[s]->user[i].value);
+        }
+}
+
+static const MilFunction *main_function(const Package *pkg, const char *path, Err *e) {
+    const MilFunction *f = mil_program_function(pkg->prog, "main");
+    if (!f || pkg->prog->n_functions != 1)
+        return err_set(e, "%s is not a single-function package (expected one function 'main'); run steps 3 and 4 "
+                          "again",
+                       path),
+               NULL;
+    return f;
+}
+
+int part_combine(const char *infer_path, const char *prefill_path, const char *out_path, int separate_copies,
+                 PartReport *r, Err *e) {
+    memset(r, 0, sizeof *r);
+    Package *pi = NULL, *pp = NULL;
+    if (pkg_open(&pi, infer_path, 0, e) < 0) return err_wrap(e, "step 5 reads %s", infer_path);
+    if (pkg_open(&pp, prefill_path, 0, e) < 0) {
+        pkg_close(pi);
+        return err_wrap(e, "step 5 reads %s", prefill_path);
+    }
+    const MilFunction *fi = main_function(pi, infer_path, e), *fp = fi ? main_function(pp, prefill_path, e) : NULL;
+    PkgWriter *w = NULL;
+    MilProgram *dst = mil_program_new();
+    int rc = fi && fp ? 0 : -1;
+    if (rc == 0) rc = pkg_writer_open(&w, out_path, e);
+    if (rc == 0) {
+        pkg_writer_attach(w, dst);
+        if (separate_copies) pkg_writer_set_dedup(w, 0);
+        Copier c = {.w = w, .dst = dst, .src_path = infer_path};
+        rc = copy_function(&c, fi, "infer", e);
+        c.src_path = prefill_path;
+        if (rc == 0) rc = copy_function(&c, fp, "prefill", e);
+        mil_program_set_default_function(dst, "infer");
+    }
+    if (rc == 0) {
+        PartMeta m;
+        merge_metadata(&m, pi, pp);
+        PkgWriteStats st;
+        pkg_writer_stats(w, &st);
+        r->blobs = st.blobs;
+        r->shared_bytes = st.shared_bytes;
+        rc = pkg_writer_finish(w, dst, &m.md, e);
+        if (rc == 0) part_report_finish(r, out_path);
+    } else if (w) {
+        pkg_writer_abort(w);
+    }
+    mil_program_free(dst);
+    pkg_close(pi);
+    pkg_close(pp);
+    return rc;
+}

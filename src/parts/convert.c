@@ -1,0 +1,723 @@
+/* convert.c - the conversion pipeline, steps 1-8 (contract in convert.h).
+ *
+ * Sections: events and results, checks before work starts, the steps, the driver.
+ */
+#include <errno.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "parts/check.h"
+#include "parts/convert.h"
+#include "parts/meta.h"
+#include "parts/plan.h"
+
+extern char **environ;
+
+struct Conversion {
+    ConvertOptions o;
+    Arch arch;
+    int arch_loaded;
+    Checkpoint *ckpt;
+    const char *prefix;
+    int n_chunks;
+    int state_length;
+    char tool[96];
+    char info[160];
+    ConvertEventFn fn;
+    void *ctx;
+    int step;                     /* the step running (for notes) */
+    ConvertResult *results;
+    int n_results, cap_results;
+    int ffn_prefill_done;         /* step 3 also wrote the prefill packages */
+};
+
+static const char *const step_titles[CONVERT_STEPS + 1] = {
+    "",
+    "Convert Embeddings",
+    "Convert LM Head",
+    "Convert FFN",
+    "Convert Prefill",
+    "Combine Models",
+    "Compile Models",
+    "Copy Tokenizer & Create meta.yaml",
+    "Test Conversion",
+};
+
+const char *convert_step_title(int step) { return step >= 1 && step <= CONVERT_STEPS ? step_titles[step] : "?"; }
+const Arch *convert_arch(const Conversion *c) { return &c->arch; }
+int convert_n_chunks(const Conversion *c) { return c->n_chunks; }
+const char *convert_prefix(const Conversion *c) { return c->prefix; }
+
+const ConvertResult *convert_results(const Conversion *c, int *n) {
+    *n = c->n_results;
+    return c->results;
+}
+
+/* ==== events and results ==== */
+
+static void emit(Conversion *c, ConvertEvent ev) {
+    if (c->fn) c->fn(c->ctx, &ev);
+}
+
+static void say(Conversion *c, ConvertEventKind kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(Conversion *c, ConvertEventKind kind, const char *fmt, ...) {
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    emit(c, (ConvertEvent){.kind = kind, .step = c->step, .text = text});
+}
+
+static void part_note(void *ctx, const char *msg) { say(ctx, CONVERT_WARNING, "%s", msg); }
+
+static void add_result(Conversion *c, int step, const char *file, const PartReport *r, int lut_bits, int pkg,
+                       double seconds, int index, int count) {
+    if (c->n_results == c->cap_results) {
+        c->cap_results = c->cap_results ? c->cap_results * 2 : 16;
+        c->results = xrealloc(c->results, sizeof *c->results * (size_t)c->cap_results);
+    }
+    ConvertResult *res = &c->results[c->n_results++];
+    memset(res, 0, sizeof *res);
+    res->step = step;
+    snprintf(res->file, sizeof res->file, "%s", file);
+    if (r) res->report = *r;
+    res->lut_bits = lut_bits;
+    res->is_package = pkg;
+    emit(c, (ConvertEvent){.kind = CONVERT_PART, .step = step, .file = file, .report = &res->report,
+                           .seconds = seconds, .index = index, .count = count});
+}
+
+/* "<out>/<name><ext>"; caller frees. */
+static char *out_path(const Conversion *c, const char *name, const char *ext) {
+    return xasprintf("%s/%s%s", c->o.output_dir, name, ext);
+}
+
+/* ==== checks before work starts ==== */
+
+static int looks_like_hub_id(const char *p) {
+    return strchr(p, '/') && p[0] != '/' && p[0] != '.' && p[0] != '~' && !strchr(strchr(p, '/') + 1, '/');
+}
+
+static int check_model_dir(Conversion *c, Err *e) {
+    const char *m = c->o.model_dir;
+    if (!path_exists(m)) {
+        if (looks_like_hub_id(m))
+            return err_set(e, "--model %s: no such folder. Hugging Face ids are not downloaded; fetch the model "
+                              "first (e.g. huggingface-cli download %s --local-dir DIR) and pass the folder",
+                           m, m);
+        return err_set(e, "--model %s: no such folder", m);
+    }
+    if (!path_is_dir(m)) return err_set(e, "--model %s is not a folder (give the checkpoint folder)", m);
+    char *cfg = path_join(m, "config.json");
+    int ok = path_exists(cfg);
+    free(cfg);
+    if (!ok) return err_set(e, "--model %s: config.json is missing; a Hugging Face checkpoint folder has config.json, "
+                               "*.safetensors and the tokenizer files", m);
+    if (arch_load(&c->arch, m, e) < 0) return -1;
+    c->arch_loaded = 1;
+    return 0;
+}
+
+static int check_family_options(Conversion *c, Err *e) {
+    const ConvertOptions *o = &c->o;
+    const char *fam = arch_family_name(c->arch.family);
+    if (c->arch.family == FAMILY_GEMMA3) {
+        if (o->fp16_scale)
+            return err_set(e, "--fp16-scale %s: Gemma 3 FP16 residual scaling is not implemented yet (issue 7)",
+                           o->fp16_scale);
+        if (o->split_rotate)
+            return err_set(e, "--split-rotate: Gemma 3 rotate functions are not implemented yet (issue 7)");
+        return err_set(e, "%s: Gemma 3 conversion (sliding-window caches, rotate functions) is not implemented yet "
+                          "(issue 7); llama, qwen2 and qwen3 checkpoints convert",
+                       o->model_dir);
+    }
+    if (o->fp16_scale)
+        return err_set(e, "--fp16-scale applies to Gemma 3 checkpoints only; this is a %s checkpoint, whose residual "
+                          "stream fits fp16 (ANEMLL's %s converter rejects the option too); drop it",
+                       fam, fam);
+    if (o->split_rotate)
+        return err_set(e, "--split-rotate applies to Gemma 3 checkpoints only (it splits their rotate functions); %s "
+                          "models have none; drop it",
+                       fam);
+    if (arch_n_sliding(&c->arch) > 0 && o->context > c->arch.sliding_window)
+        return err_set(e, "%s: config.json enables sliding-window attention (window %d) and --context %ld exceeds it; "
+                          "sliding windows are converted for Gemma 3 only: use --context %d or less",
+                       o->model_dir, c->arch.sliding_window, o->context, c->arch.sliding_window);
+    if (c->arch.head_dim % 2 || c->arch.head_dim > 4096)
+        return err_set(e, "%s: head_dim %d is not supported (RoPE needs an even head_dim of at most 4096)",
+                       o->model_dir, c->arch.head_dim);
+    return 0;
+}
+
+static int check_tokenizer_files(Conversion *c, Err *e) {
+    static const char *const need[] = {"tokenizer.json", "tokenizer_config.json"};
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
+        char *p = path_join(c->o.model_dir, need[i]);
+        int ok = path_exists(p);
+        free(p);
+        if (ok) continue;
+        if (c->o.skip_check) {
+            say(c, CONVERT_WARNING, "%s has no %s; the converted model will have no tokenizer (--skip-check)",
+                c->o.model_dir, need[i]);
+            continue;
+        }
+        return err_set(e, "--model %s: %s is missing; chat needs the tokenizer files (tokenizer.json and "
+                          "tokenizer_config.json) next to the model. Copy them in, or pass --skip-check to "
+                          "convert without them",
+                       c->o.model_dir, need[i]);
+    }
+    return 0;
+}
+
+static void warn_quantized_name(Conversion *c) {
+    static const char *const marks[] = {"fp8", "gptq", "awq", "4bit", "8bit"};
+    char lower[256];
+    const char *base = path_basename(c->o.model_dir);
+    size_t i = 0;
+    for (; base[i] && i + 1 < sizeof lower; i++) lower[i] = (char)(base[i] >= 'A' && base[i] <= 'Z' ? base[i] + 32 : base[i]);
+    lower[i] = 0;
+    for (size_t k = 0; k < sizeof marks / sizeof marks[0]; k++)
+        if (strstr(lower, marks[k]))
+            say(c, CONVERT_WARNING, "the folder name suggests a quantized checkpoint (%s); anemll converts fp16/bf16/"
+                                    "fp32 weights only",
+                marks[k]);
+}
+
+/* Every tensor the conversion reads is present with its expected shape. */
+static int check_tensors(Conversion *c, Err *e) {
+    if (ckpt_open(&c->ckpt, c->o.model_dir, e) < 0) return -1;
+    ArchTensor *list;
+    int n;
+    if (arch_tensor_list(&c->arch, &list, &n) < 0) return err_set(e, "cannot list the tensors of the architecture");
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        const StTensor *t = ckpt_require(c->ckpt, list[i].name, e);
+        if (!t) {
+            rc = err_wrap(e, "--model %s", c->o.model_dir);
+            break;
+        }
+        int same = t->ndim == list[i].ndim;
+        for (int d = 0; d < list[i].ndim && same; d++) same = t->shape[d] == list[i].shape[d];
+        if (!same)
+            rc = err_set(e, "%s: tensor %s has shape [%lld%s%lld], config.json implies [%ld%s%ld]", c->o.model_dir,
+                         list[i].name, (long long)t->shape[0], t->ndim > 1 ? ", " : "",
+                         t->ndim > 1 ? (long long)t->shape[1] : 0LL, list[i].shape[0], list[i].ndim > 1 ? ", " : "",
+                         list[i].ndim > 1 ? list[i].shape[1] : 0L);
+    }
+    arch_free_tensor_list(list);
+    return rc;
+}
+
+static void plan_chunks_note(Conversion *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void plan_chunks_note(Conversion *c, const char *fmt, ...) {
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    emit(c, (ConvertEvent){.kind = CONVERT_PLAN, .text = text});
+}
+
+static int choose_chunks(Conversion *c, Err *e) {
+    const Arch *a = &c->arch;
+    const LutSpec *lut = &c->o.lut[PART_FFN];
+    int copies = c->o.skip_dedup ? 2 : 1;
+    if (c->o.chunks > 0) {
+        if (c->o.chunks > a->n_layers)
+            return err_set(e, "--chunk %d: the model has %d layers; use at most --chunk %d", c->o.chunks, a->n_layers,
+                           a->n_layers);
+        c->n_chunks = c->o.chunks;
+        return 0;
+    }
+    uint64_t max = (uint64_t)c->o.max_chunk_mb << 20;
+    int n;
+    int over = plan_auto_chunks(a, lut, c->state_length, max, copies, &n);
+    double largest = (double)plan_largest_chunk_bytes(a, lut, c->state_length, n, copies) / 1048576.0;
+    char bits[16];
+    snprintf(bits, sizeof bits, lut->bits ? "LUT%d" : "FP16", lut->bits);
+    if (over)
+        plan_chunks_note(c, "Auto-detected: --chunk %d (%s): even one layer per chunk is %.1f MiB, above --max-chunk-mb "
+                            "%ld",
+                         n, bits, largest, c->o.max_chunk_mb);
+    else if (n == 1)
+        plan_chunks_note(c, "Auto-detected: --chunk 1 (%s, all %d layers: %.1f MiB <= %ld MiB per chunk)", bits,
+                         a->n_layers, largest, c->o.max_chunk_mb);
+    else
+        plan_chunks_note(c, "Auto-detected: --chunk %d (%s, largest chunk %.1f MiB <= %ld MiB; %d chunks would need "
+                            "%.1f MiB; exact weight.bin sizes)",
+                         n, bits, largest, c->o.max_chunk_mb, n - 1,
+                         (double)plan_largest_chunk_bytes(a, lut, c->state_length, n - 1, copies) / 1048576.0);
+    c->n_chunks = n;
+    return 0;
+}
+
+/* The output folder exists and is writable, or can be created (nothing is created here). */
+static int check_output_dir(Conversion *c, Err *e) {
+    const char *out = c->o.output_dir;
+    if (path_exists(out)) {
+        if (!path_is_dir(out)) return err_set(e, "--output %s exists and is not a folder", out);
+        char *probe = xasprintf("%s/.anemll-write-test.%ld", out, (long)getpid());
+        FILE *f = fopen(probe, "w");
+        int saved = errno;
+        if (f) fclose(f);
+        unlink(probe);
+        free(probe);
+        if (!f)
+            return err_set(e, "--output %s is not writable (%s); choose another folder or fix its permissions", out,
+                           strerror(saved));
+        return 0;
+    }
+    char *parent = xstrdup(out);
+    for (;;) {
+        char *slash = strrchr(parent, '/');
+        if (!slash) {
+            strcpy(parent, ".");
+            break;
+        }
+        if (slash == parent) {
+            parent[1] = 0;
+            break;
+        }
+        *slash = 0;
+        if (path_exists(parent)) break;
+    }
+    int rc = 0;
+    if (!path_is_dir(parent)) rc = err_set(e, "--output %s: %s is not a folder", out, parent);
+    else if (access(parent, W_OK | X_OK) < 0)
+        rc = err_set(e, "--output %s cannot be created: %s is not writable (%s)", out, parent, strerror(errno));
+    free(parent);
+    return rc;
+}
+
+static int package_exists(const char *path) {
+    char *m = path_join(path, "Manifest.json");
+    int ok = path_exists(m);
+    free(m);
+    return ok;
+}
+
+/* A selected step whose inputs neither exist nor are made by an earlier selected step. */
+static int check_step_inputs(Conversion *c, Err *e) {
+    const ConvertOptions *o = &c->o;
+    char name[256];
+    int b2 = o->lut[PART_FFN].bits;
+    if (convert_step_selected(o, 5)) {
+        for (int k = 0; k < 2; k++) {
+            if (convert_step_selected(o, 3 + k)) continue;
+            for (int ch = 0; ch < c->n_chunks; ch++) {
+                char *p = out_path(c, plan_ffn_name(c->prefix, k ? FFN_PREFILL : FFN_INFER, b2, ch, c->n_chunks, name,
+                                                    sizeof name),
+                                   ".mlpackage");
+                int ok = package_exists(p);
+                free(p);
+                if (!ok)
+                    return err_set(e, "step 5 combines %s.mlpackage, which is not in %s; run step %d first (--restart "
+                                      "%d), with the same --chunk and --lut2",
+                                   name, o->output_dir, 3 + k, 3 + k);
+            }
+        }
+    }
+    for (int step = 6; step <= 8; step += 2) {
+        if (!convert_step_selected(o, step)) continue;
+        for (int part = 0; part < 2 + c->n_chunks; part++) {
+            int made_by = part == 0 ? 1 : part == 1 ? 2 : 5;
+            if (convert_step_selected(o, made_by)) continue;
+            if (part == 0) plan_embeddings_name(c->prefix, o->lut[PART_EMBEDDINGS].bits, name, sizeof name);
+            else if (part == 1) plan_lm_head_name(c->prefix, o->lut[PART_LM_HEAD].bits, name, sizeof name);
+            else plan_ffn_name(c->prefix, FFN_COMBINED, b2, part - 2, c->n_chunks, name, sizeof name);
+            char *p = out_path(c, name, ".mlpackage");
+            int ok = package_exists(p);
+            free(p);
+            if (!ok)
+                return err_set(e, "step %d needs %s.mlpackage, which is not in %s; run step %d first (--restart %d)",
+                               step, name, o->output_dir, made_by, made_by);
+        }
+    }
+    return 0;
+}
+
+static void describe_plan(Conversion *c) {
+    const Arch *a = &c->arch;
+    char spec[3][32];
+    for (int p = 0; p < PART_LUT_COUNT; p++) {
+        const char *s = lut_spec_str(&c->o.lut[p], spec[p]);
+        if (!*s) snprintf(spec[p], sizeof spec[p], "none");
+    }
+    plan_chunks_note(c, "model      %s (%s: %d layers, hidden %d, heads %d/%d, head_dim %d, vocab %d%s)",
+                     c->o.model_dir, a->model_type, a->n_layers, a->hidden, a->n_heads, a->n_kv_heads, a->head_dim,
+                     a->vocab, a->tied ? ", tied" : "");
+    plan_chunks_note(c, "output     %s (prefix %s)", c->o.output_dir, c->prefix);
+    plan_chunks_note(c, "context    %ld (KV state %d positions), prefill batch %ld", c->o.context, c->state_length,
+                     c->o.batch);
+    plan_chunks_note(c, "LUT        embeddings %s, FFN %s, LM head %s", spec[0], spec[1], spec[2]);
+    for (int ch = 0; ch < c->n_chunks; ch++) {
+        int first, count;
+        plan_chunk_layers(a->n_layers, c->n_chunks, ch, &first, &count);
+        uint64_t bytes =
+            plan_ffn_chunk_bytes(a, &c->o.lut[PART_FFN], c->state_length, first, count, c->o.skip_dedup ? 2 : 1);
+        plan_chunks_note(c, "chunk %2d   layers %d-%d (%d), %.1f MiB", ch + 1, first, first + count - 1, count,
+                         (double)bytes / 1048576.0);
+    }
+}
+
+int convert_prepare(Conversion **out, const ConvertOptions *o, const char *tool, ConvertEventFn fn, void *ctx,
+                    Err *e) {
+    *out = NULL;
+    Conversion *c = xcalloc(1, sizeof *c);
+    c->o = *o;
+    c->fn = fn;
+    c->ctx = ctx;
+    snprintf(c->tool, sizeof c->tool, "%s", tool ? tool : "anemll-c");
+    snprintf(c->info, sizeof c->info, "Converted with %s (ANEMLL %s interface)", c->tool, "0.3.5");
+    int rc = check_model_dir(c, e);
+    if (rc == 0) rc = check_family_options(c, e);
+    if (rc == 0) {
+        c->prefix = o->prefix ? o->prefix : plan_default_prefix(&c->arch);
+        c->state_length = plan_state_length(&c->arch, o->context);
+        rc = plan_check_lut_groups(&c->arch, o->lut, e);
+    }
+    if (rc == 0) rc = check_tokenizer_files(c, e);
+    if (rc == 0) {
+        warn_quantized_name(c);
+        rc = check_tensors(c, e);
+    }
+    if (rc == 0) rc = choose_chunks(c, e);
+    if (rc == 0) rc = check_output_dir(c, e);
+    if (rc == 0) rc = check_step_inputs(c, e);
+    if (rc < 0) {
+        convert_free(c);
+        return -1;
+    }
+    describe_plan(c);
+    *out = c;
+    return 0;
+}
+
+void convert_free(Conversion *c) {
+    if (!c) return;
+    ckpt_close(c->ckpt);
+    if (c->arch_loaded) arch_free(&c->arch);
+    free(c->results);
+    free(c);
+}
+
+/* ==== the steps ==== */
+
+static PartSource source(Conversion *c) {
+    return (PartSource){.arch = &c->arch, .ckpt = c->ckpt, .threads = c->o.threads, .info = c->info,
+                        .note = part_note, .note_ctx = c};
+}
+
+static PartCommon common(const Conversion *c) {
+    return (PartCommon){.context = c->o.context, .batch = c->o.batch, .state_length = c->state_length,
+                        .n_chunks = c->n_chunks};
+}
+
+static int step_embeddings(Conversion *c, Err *e) {
+    char name[256];
+    const LutSpec *lut = &c->o.lut[PART_EMBEDDINGS];
+    plan_embeddings_name(c->prefix, lut->bits, name, sizeof name);
+    char *path = out_path(c, name, ".mlpackage");
+    PartSource src = source(c);
+    PartCommon pc = common(c);
+    PartReport r;
+    double t0 = now_seconds();
+    int rc = part_write_embeddings(&src, &pc, lut, path, &r, e);
+    free(path);
+    if (rc == 0) add_result(c, 1, strcat(name, ".mlpackage"), &r, lut->bits, 1, now_seconds() - t0, 0, 0);
+    return rc;
+}
+
+static int step_lm_head(Conversion *c, Err *e) {
+    char name[256];
+    const LutSpec *lut = &c->o.lut[PART_LM_HEAD];
+    plan_lm_head_name(c->prefix, lut->bits, name, sizeof name);
+    char *path = out_path(c, name, ".mlpackage");
+    PartSource src = source(c);
+    PartCommon pc = common(c);
+    PartReport r;
+    double t0 = now_seconds();
+    int rc = part_write_lm_head(&src, &pc, lut, c->o.argmax, path, &r, e);
+    free(path);
+    if (rc == 0) add_result(c, 2, strcat(name, ".mlpackage"), &r, lut->bits, 1, now_seconds() - t0, 0, 0);
+    return rc;
+}
+
+/* Step 3 (infer), step 4 (prefill), or both in one pass when both are selected. */
+static int step_ffn(Conversion *c, int with_infer, int with_prefill, Err *e) {
+    const LutSpec *lut = &c->o.lut[PART_FFN];
+    PartSource src = source(c);
+    PartCommon pc = common(c);
+    for (int ch = 0; ch < c->n_chunks; ch++) {
+        char ni[256], np[256];
+        plan_ffn_name(c->prefix, FFN_INFER, lut->bits, ch, c->n_chunks, ni, sizeof ni);
+        plan_ffn_name(c->prefix, FFN_PREFILL, lut->bits, ch, c->n_chunks, np, sizeof np);
+        char *pi = with_infer ? out_path(c, ni, ".mlpackage") : NULL;
+        char *pp = with_prefill ? out_path(c, np, ".mlpackage") : NULL;
+        PartReport r[2];
+        double t0 = now_seconds();
+        int rc = part_write_ffn(&src, &pc, lut, ch, pi, pp, r, e);
+        double dt = now_seconds() - t0;
+        free(pi);
+        free(pp);
+        if (rc < 0) return -1;
+        if (with_infer) add_result(c, 3, strcat(ni, ".mlpackage"), &r[0], lut->bits, 1, dt, ch + 1, c->n_chunks);
+        if (with_prefill) add_result(c, 4, strcat(np, ".mlpackage"), &r[1], lut->bits, 1, dt, ch + 1, c->n_chunks);
+    }
+    return 0;
+}
+
+static int step_combine(Conversion *c, Err *e) {
+    int b = c->o.lut[PART_FFN].bits;
+    for (int ch = 0; ch < c->n_chunks; ch++) {
+        char ni[256], np[256], nc[256];
+        plan_ffn_name(c->prefix, FFN_INFER, b, ch, c->n_chunks, ni, sizeof ni);
+        plan_ffn_name(c->prefix, FFN_PREFILL, b, ch, c->n_chunks, np, sizeof np);
+        plan_ffn_name(c->prefix, FFN_COMBINED, b, ch, c->n_chunks, nc, sizeof nc);
+        char *pi = out_path(c, ni, ".mlpackage"), *pp = out_path(c, np, ".mlpackage"), *pc = out_path(c, nc, ".mlpackage");
+        PartReport r;
+        double t0 = now_seconds();
+        int rc = part_combine(pi, pp, pc, c->o.skip_dedup, &r, e);
+        free(pi);
+        free(pp);
+        free(pc);
+        if (rc < 0) return -1;
+        add_result(c, 5, strcat(nc, ".mlpackage"), &r, b, 1, now_seconds() - t0, ch + 1, c->n_chunks);
+    }
+    return 0;
+}
+
+/* 1 if `prog` is an executable on PATH. */
+static int on_path(const char *prog) {
+    const char *path = getenv("PATH");
+    if (!path) return 0;
+    char *copy = xstrdup(path);
+    int found = 0;
+    for (char *dir = strtok(copy, ":"); dir && !found; dir = strtok(NULL, ":")) {
+        char *p = path_join(*dir ? dir : ".", prog);
+        found = access(p, X_OK) == 0;
+        free(p);
+    }
+    free(copy);
+    return found;
+}
+
+/* xcrun coremlcompiler compile <pkg> <tmp>, then <tmp>/<name>.mlmodelc -> <out>/<name>.mlmodelc. */
+static int compile_one(Conversion *c, const char *name, Err *e) {
+    char *pkg = out_path(c, name, ".mlpackage");
+    char *tmp = xasprintf("%s/.compile.%s.%ld", c->o.output_dir, name, (long)getpid());
+    char *built = xasprintf("%s/%s.mlmodelc", tmp, name);
+    char *dest = out_path(c, name, ".mlmodelc");
+    int rc = mkdir_p(tmp, e);
+    if (rc == 0) {
+        char *argv[] = {"xcrun", "coremlcompiler", "compile", pkg, tmp, NULL};
+        pid_t pid;
+        int status = 0;
+        int err = posix_spawnp(&pid, "xcrun", NULL, NULL, argv, environ);
+        if (err) rc = err_set(e, "cannot run xcrun: %s", strerror(err));
+        else if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            rc = err_set(e, "xcrun coremlcompiler compile %s failed (status %d)", pkg, status);
+        else if (!path_is_dir(built))
+            rc = err_set(e, "xcrun coremlcompiler did not write %s", built);
+        if (rc == 0) {
+            remove_tree(dest);
+            if (rename(built, dest) < 0) rc = err_errno(e, "cannot move %s to %s", built, dest);
+        }
+    }
+    remove_tree(tmp);
+    if (rc == 0) {
+        PartReport r = {.total_bytes = part_disk_bytes(dest)};
+        char file[300];
+        snprintf(file, sizeof file, "%s.mlmodelc", name);
+        add_result(c, 6, file, &r, 0, 0, 0, 0, 0);
+    }
+    free(pkg);
+    free(tmp);
+    free(built);
+    free(dest);
+    return rc;
+}
+
+static int step_compile(Conversion *c, Err *e) {
+    if (!on_path("xcrun")) {
+        say(c, CONVERT_NOTE, "compiling to .mlmodelc needs macOS (xcrun coremlcompiler), which this machine does not "
+                             "have: skipped. Core ML compiles .mlpackage files on first load (chat.py falls back to "
+                             "them); run --only 6 on a Mac to precompile");
+        return 0;
+    }
+    char name[256];
+    plan_embeddings_name(c->prefix, c->o.lut[PART_EMBEDDINGS].bits, name, sizeof name);
+    if (compile_one(c, name, e) < 0) return -1;
+    plan_lm_head_name(c->prefix, c->o.lut[PART_LM_HEAD].bits, name, sizeof name);
+    if (compile_one(c, name, e) < 0) return -1;
+    for (int ch = 0; ch < c->n_chunks; ch++) {
+        plan_ffn_name(c->prefix, FFN_COMBINED, c->o.lut[PART_FFN].bits, ch, c->n_chunks, name, sizeof name);
+        if (compile_one(c, name, e) < 0) return -1;
+    }
+    return 0;
+}
+
+/* Copies src to dst through a temporary file (never a partial dst). */
+static int copy_file(const char *src, const char *dst, Err *e) {
+    char *data;
+    size_t len;
+    if (file_read_all(src, (size_t)1 << 30, &data, &len, e) < 0) return -1;
+    int rc = file_write_atomic(dst, data, len, e);
+    free(data);
+    return rc;
+}
+
+static int same_folder(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+static void record_file(Conversion *c, const char *name) {
+    char *p = out_path(c, name, "");
+    PartReport r = {.total_bytes = part_disk_bytes(p)};
+    free(p);
+    add_result(c, 7, name, &r, 0, 0, 0, 0, 0);
+}
+
+static int step_tokenizer_meta(Conversion *c, Err *e) {
+    static const char *const files[] = {
+        "tokenizer.json",         "tokenizer_config.json",        "tokenizer.model",
+        "vocab.json",             "merges.txt",                   "chat_template.jinja",
+        "added_tokens.json",      "special_tokens_map.json",      "tokenizer_config_search.json",
+        "generation_config.json", "preprocessor_config.json"};
+    if (same_folder(c->o.model_dir, c->o.output_dir)) {
+        say(c, CONVERT_NOTE, "--output is the model folder: tokenizer files are already there");
+    } else {
+        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+            char *src = path_join(c->o.model_dir, files[i]);
+            char *dst = path_join(c->o.output_dir, files[i]);
+            int rc = path_exists(src) ? copy_file(src, dst, e) : 1;
+            free(src);
+            free(dst);
+            if (rc < 0) return -1;
+            if (rc == 0) record_file(c, files[i]);
+        }
+        char *cfg = path_join(c->o.output_dir, "config.json");
+        int rc = 0;
+        if (!path_exists(cfg) && (c->arch.family == FAMILY_QWEN2 || c->arch.family == FAMILY_QWEN3)) {
+            /* transformers' AutoTokenizer finds the Qwen tokenizer class through config.json */
+            const char *text = c->arch.family == FAMILY_QWEN2
+                                   ? "{\n  \"tokenizer_class\": \"Qwen2Tokenizer\",\n  \"model_type\": \"qwen2\"\n}\n"
+                                   : "{\n  \"tokenizer_class\": \"Qwen2Tokenizer\",\n  \"model_type\": \"qwen3\"\n}\n";
+            rc = file_write_atomic(cfg, text, strlen(text), e);
+            if (rc == 0) record_file(c, "config.json");
+        }
+        free(cfg);
+        if (rc < 0) return -1;
+    }
+    MetaInfo m = {0};
+    char model_name[256];
+    m.model_name = meta_model_name(c->o.model_dir, model_name, sizeof model_name);
+    m.model_path = c->o.model_dir;
+    m.architecture = c->arch.model_type;
+    m.tool = c->tool;
+    m.context = c->o.context;
+    m.batch = c->o.batch;
+    memcpy(m.lut, c->o.lut, sizeof m.lut);
+    m.num_chunks = c->n_chunks;
+    m.prefix = c->prefix;
+    m.argmax = c->o.argmax;
+    m.vocab = c->arch.vocab;
+    m.n_splits = plan_lm_head_sizes(&c->arch, m.split_sizes);
+    m.sliding_window = arch_n_sliding(&c->arch) > 0 ? c->arch.sliding_window : 0;
+    char *path = path_join(c->o.output_dir, "meta.yaml");
+    int rc = meta_yaml_write(path, &m, e);
+    free(path);
+    if (rc == 0) record_file(c, "meta.yaml");
+    return rc;
+}
+
+static int step_test(Conversion *c, Err *e) {
+    const ConvertOptions *o = &c->o;
+    CheckSpec s = {.arch = &c->arch, .context = o->context, .batch = o->batch, .state_length = c->state_length,
+                   .n_chunks = c->n_chunks, .argmax = o->argmax};
+    char name[256];
+    int checked = 0;
+    s.lut_bits = o->lut[PART_EMBEDDINGS].bits;
+    char *p = out_path(c, plan_embeddings_name(c->prefix, s.lut_bits, name, sizeof name), ".mlpackage");
+    int rc = check_embeddings(p, &s, e);
+    free(p);
+    checked += rc == 0;
+    s.lut_bits = o->lut[PART_LM_HEAD].bits;
+    if (rc == 0) {
+        p = out_path(c, plan_lm_head_name(c->prefix, s.lut_bits, name, sizeof name), ".mlpackage");
+        rc = check_lm_head(p, &s, e);
+        free(p);
+        checked += rc == 0;
+    }
+    s.lut_bits = o->lut[PART_FFN].bits;
+    for (int ch = 0; ch < c->n_chunks && rc == 0; ch++) {
+        p = out_path(c, plan_ffn_name(c->prefix, FFN_COMBINED, s.lut_bits, ch, c->n_chunks, name, sizeof name),
+                     ".mlpackage");
+        rc = check_ffn(p, &s, FFN_COMBINED, ch, e);
+        free(p);
+        checked += rc == 0;
+    }
+    if (rc < 0) return err_wrap(e, "step 8 (interface check)");
+    say(c, CONVERT_NOTE, "%d packages read back: interfaces match docs/parts.md (names, dtypes, shapes, state, "
+                         "functions, metadata)",
+        checked);
+    return 0;
+}
+
+/* ==== the driver ==== */
+
+static int run_step(Conversion *c, int step, Err *e) {
+    const ConvertOptions *o = &c->o;
+    switch (step) {
+    case 1: return step_embeddings(c, e);
+    case 2: return step_lm_head(c, e);
+    case 3: {
+        int both = convert_step_selected(o, 4);
+        c->ffn_prefill_done = both;
+        if (both) say(c, CONVERT_NOTE, "one pass writes the FFN (step 3) and prefill (step 4) packages: each weight "
+                                       "is read and quantized once");
+        return step_ffn(c, 1, both, e);
+    }
+    case 4:
+        if (c->ffn_prefill_done) {
+            say(c, CONVERT_NOTE, "prefill packages were written with step 3");
+            return 0;
+        }
+        return step_ffn(c, 0, 1, e);
+    case 5: return step_combine(c, e);
+    case 6: return step_compile(c, e);
+    case 7: return step_tokenizer_meta(c, e);
+    case 8: return step_test(c, e);
+    }
+    return err_set(e, "unknown step %d", step);
+}
+
+int convert_run(Conversion *c, Err *e) {
+    if (mkdir_p(c->o.output_dir, e) < 0) return err_wrap(e, "--output");
+    for (int step = 1; step <= CONVERT_STEPS; step++) {
+        c->step = step;
+        ConvertEvent ev = {.step = step, .title = step_titles[step]};
+        if (!convert_step_selected(&c->o, step)) {
+            ev.kind = CONVERT_STEP_SKIP;
+            emit(c, ev);
+            continue;
+        }
+        ev.kind = CONVERT_STEP_BEGIN;
+        emit(c, ev);
+        double t0 = now_seconds();
+        if (run_step(c, step, e) < 0) return err_wrap(e, "step %d (%s)", step, step_titles[step]);
+        ev.kind = CONVERT_STEP_END;
+        ev.seconds = now_seconds() - t0;
+        emit(c, ev);
+    }
+    return 0;
+}

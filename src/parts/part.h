@@ -1,0 +1,79 @@
+/* part.h - writing the model parts of a conversion as .mlpackage files (docs/parts.md).
+ *
+ *   part_write_embeddings   {prefix}_embeddings[_lutB]: input_ids (1,1)|(1,batch) -> hidden_states
+ *   part_write_lm_head      {prefix}_lm_head[_lutB]: hidden_states -> logits1..S, or argmax_idx/argmax_val
+ *   part_write_ffn          one chunk's {prefix}_FFN (infer) and/or {prefix}_prefill package; when both
+ *                           are asked for, each weight is read and quantized once and written to both
+ *   part_combine            {prefix}_FFN_PF: the infer and prefill packages read back and written as one
+ *                           multifunction package (infer default, prefill), identical blobs stored once
+ *
+ * Weights stream from the checkpoint: one tensor (or a block of rows of it) is read as fp16,
+ * quantized if its part has a LUT, written to weight.bin and dropped before the next one.
+ * Every package is written atomically (coreml/package.h): a failed or interrupted part leaves
+ * nothing that looks like a package. Output bytes depend only on the checkpoint and the
+ * options (quantization is deterministic; no timestamps): the same conversion twice, or a
+ * restarted one, writes byte-identical packages.
+ *
+ * Return convention: 0, or -1 with a message in *e naming the package and the tensor.
+ */
+#ifndef ANEMLL_PARTS_PART_H
+#define ANEMLL_PARTS_PART_H
+
+#include <stdint.h>
+
+#include "common/err.h"
+#include "io/checkpoint.h"
+#include "model/arch.h"
+#include "parts/plan.h"
+#include "quant/lut.h"
+
+/* Notes for the user (e.g. fp16 overflow clamped); the CLI prints them. */
+typedef void (*PartNoteFn)(void *ctx, const char *msg);
+
+typedef struct PartSource {
+    const Arch *arch;
+    const Checkpoint *ckpt;
+    int threads;                    /* quantization threads; <= 0 all cores */
+    const char *info;               /* com.anemll.info, e.g. "Converted with anemll-c 0.1.0" */
+    PartNoteFn note;                /* may be NULL */
+    void *note_ctx;
+} PartSource;
+
+/* What one written package holds, for the closing table. */
+typedef struct PartReport {
+    uint64_t weight_bytes;          /* weight.bin */
+    uint64_t total_bytes;           /* weight.bin + model.mlmodel + Manifest.json */
+    uint64_t shared_bytes;          /* blob bytes stored once but used twice (combine) */
+    uint32_t blobs;
+    int quantized;                  /* 1 if any weight is LUT-quantized */
+    LutStats lut;                   /* over every quantized weight */
+} PartReport;
+
+/* Shared settings of the parts of one conversion. */
+typedef struct PartCommon {
+    long context;
+    long batch;
+    int state_length;               /* plan_state_length */
+    int n_chunks;
+} PartCommon;
+
+int part_write_embeddings(const PartSource *src, const PartCommon *c, const LutSpec *lut, const char *path,
+                          PartReport *r, Err *e);
+
+int part_write_lm_head(const PartSource *src, const PartCommon *c, const LutSpec *lut, int argmax, const char *path,
+                       PartReport *r, Err *e);
+
+/* Chunk `chunk` (0-based) of c->n_chunks. infer_path / prefill_path: the packages to write
+ * (either may be NULL); reports in r[0] (infer) and r[1] (prefill). */
+int part_write_ffn(const PartSource *src, const PartCommon *c, const LutSpec *lut, int chunk, const char *infer_path,
+                   const char *prefill_path, PartReport r[2], Err *e);
+
+/* Combines the infer and prefill packages of one chunk into out_path. separate_copies: store
+ * each function's weights separately (--skip-anemll-dedup) instead of once. */
+int part_combine(const char *infer_path, const char *prefill_path, const char *out_path, int separate_copies,
+                 PartReport *r, Err *e);
+
+/* Total bytes of the regular files under path (a package directory or a file); 0 if absent. */
+uint64_t part_disk_bytes(const char *path);
+
+#endif
