@@ -76,6 +76,7 @@ struct BlobWriter {
     int n_buckets;
     uint64_t digest[2];
     uint64_t reused_bytes;
+    int no_dedup;        /* blob_writer_set_dedup(w, 0) */
 };
 
 static int write_all(BlobWriter *w, const void *data, uint64_t n, Err *e) {
@@ -180,7 +181,7 @@ int blob_writer_add(BlobWriter *w, MilDType dt, uint64_t numel, const void *data
     if (w->count == UINT32_MAX) return err_set(e, "%s: too many blobs", w->path);
     uint64_t h = hash64(data ? data : "", (size_t)nbytes, code);
     int bucket = (int)(h & (uint64_t)(w->n_buckets - 1));
-    for (int i = w->buckets[bucket]; i >= 0; i = w->entries[i].next) {
+    for (int i = w->no_dedup ? -1 : w->buckets[bucket]; i >= 0; i = w->entries[i].next) {
         Entry *en = &w->entries[i];
         if (en->hash != h || en->numel != numel || en->code != code) continue;
         int equal;
@@ -230,6 +231,7 @@ int blob_writer_finish(BlobWriter *w, Err *e) {
     return 0;
 }
 
+void blob_writer_set_dedup(BlobWriter *w, int on) { w->no_dedup = !on; }
 uint32_t blob_writer_count(const BlobWriter *w) { return w->count; }
 uint64_t blob_writer_size(const BlobWriter *w) { return w->size; }
 uint64_t blob_writer_reused_bytes(const BlobWriter *w) { return w->reused_bytes; }

@@ -63,6 +63,8 @@ int blob_writer_open(BlobWriter **out, const char *path, Err *e);
  * metadata offset; *reused (may be NULL): 1 if an earlier blob was reused. */
 int blob_writer_add(BlobWriter *w, MilDType dt, uint64_t numel, const void *data, uint64_t *offset, int *reused,
                     Err *e);
+/* Sharing of identical blobs: on by default; off makes every add write a new blob. */
+void blob_writer_set_dedup(BlobWriter *w, int on);
 /* Writes the final blob count into the header and fsyncs the file. */
 int blob_writer_finish(BlobWriter *w, Err *e);
 /* Closes the file (without finishing it) and frees the writer. */

@@ -144,6 +144,8 @@ int pkg_writer_add_blob(PkgWriter *w, MilDType dt, uint64_t numel, const void *d
     return 0;
 }
 
+void pkg_writer_set_dedup(PkgWriter *w, int on) { blob_writer_set_dedup(w->blobs, on); }
+
 static int sink_put(void *ctx, MilDType dt, uint64_t numel, const void *data, MilBlobRef *out, Err *e) {
     return pkg_writer_add_blob(ctx, dt, numel, data, out, e);
 }

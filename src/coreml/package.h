@@ -116,6 +116,8 @@ void pkg_writer_attach(PkgWriter *w, MilProgram *p);
  * identical one; *ref can be used by consts/literals of any function (mil_const_blob,
  * mil_literal_blob). Small blobs (<= 64 KiB) keep a copy in ref->data for inference. */
 int pkg_writer_add_blob(PkgWriter *w, MilDType dt, uint64_t numel, const void *data, MilBlobRef *ref, Err *e);
+/* Identical blobs are stored once unless this is turned off (then every add writes a copy). */
+void pkg_writer_set_dedup(PkgWriter *w, int on);
 /* Validates the program (mil_error, mil_program_validate), derives the description, writes
  * model.mlmodel and Manifest.json, syncs and renames into place. meta may be NULL.
  * Frees w whatever the outcome (on failure the temporary directory is removed). */
