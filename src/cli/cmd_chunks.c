@@ -98,9 +98,9 @@ static int run_chunks(int argc, char **argv) {
     printf("model        %s (%s, %d layers, hidden %d, intermediate %d, heads %d/%d, head_dim %d, vocab %d)\n",
            a.model, arch.model_type, arch.n_layers, arch.hidden, arch.intermediate, arch.n_heads, arch.n_kv_heads,
            arch.head_dim, arch.vocab);
-    printf("per layer    %.2f MiB fp16, %.2f MiB %s (weight.bin bytes of a one-layer chunk without RoPE tables)\n",
-           mib(plan_ffn_chunk_bytes(&arch, &fp16, 0, 0, 1, 1)), mib(plan_ffn_chunk_bytes(&arch, &a.lut, 0, 0, 1, 1)),
-           bits);
+    printf("per layer    %.2f MiB fp16", mib(plan_ffn_chunk_bytes(&arch, &fp16, 0, 0, 1, 1)));
+    if (a.lut.bits) printf(", %.2f MiB %s", mib(plan_ffn_chunk_bytes(&arch, &a.lut, 0, 0, 1, 1)), bits);
+    printf(" (weight.bin of a one-layer chunk without RoPE tables)\n");
     printf("not chunked  embeddings %.1f MiB fp16, LM head %.1f MiB fp16 (their own packages)\n",
            mib(plan_embeddings_bytes(&arch, &fp16)), mib(plan_lm_head_bytes(&arch, &fp16)));
     printf("\n  chunks  layers/chunk  largest chunk (MiB)\n");

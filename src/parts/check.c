@@ -135,7 +135,7 @@ int check_lm_head(const char *path, const CheckSpec *s, Err *e) {
         rc = check_count(path, "main", "outputs", fd->n_outputs, n, e);
         for (int i = 0; i < n && rc == 0; i++) {
             Want o = {NULL, MIL_FP16, 3, {1, 1, sizes[i]}};
-            char name[16];
+            char name[32];
             snprintf(name, sizeof name, "logits%d", i + 1);
             o.name = name;
             rc = check_feature(path, "main", "output", fd->outputs, fd->n_outputs, &o, e);

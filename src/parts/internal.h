@@ -38,8 +38,7 @@ typedef struct WeightLoader {
 int wl_matrix(WeightLoader *l, const char *tensor, long r0, long rows, long cols, int rank, const int64_t *dims,
               const LutSpec *lut, const char *name, MilValue **vals, Err *e);
 
-/* A 1-D fp16 tensor (norm gain, bias) with n elements, as a const of shape dims. plus_one:
- * store 1 + w (Gemma's norm gains). */
+/* A 1-D fp16 tensor (norm gain, bias) with n elements, as a const of shape dims. */
 int wl_vector(WeightLoader *l, const char *tensor, long n, int rank, const int64_t *dims, const char *name,
               MilValue **vals, Err *e);
 

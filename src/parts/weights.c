@@ -12,6 +12,7 @@
 #include "common/half.h"
 #include "common/util.h"
 #include "parts/internal.h"
+#include "quant/fp16_tools.h"
 #include "quant/lut_pack.h"
 
 #define BLOCK_VALUES ((size_t)8 << 20)        /* values per read block (16 MB of fp16) */
@@ -59,9 +60,7 @@ static int read_rows(const WeightLoader *l, const StTensor *t, size_t r0, size_t
     long over = st_read_rows_f16(t, r0, n, dst, e);
     if (over < 0) return -1;
     if (over > 0) {
-        size_t count = n * st_row_numel(t);
-        for (size_t i = 0; i < count; i++)
-            if ((dst[i] & 0x7fff) == 0x7c00) dst[i] = (uint16_t)((dst[i] & 0x8000) | 0x7bff);
+        fp16_saturate_inf(dst, n * st_row_numel(t));
         if (l->src->note) {
             char msg[320];
             snprintf(msg, sizeof msg, "%s: %ld values beyond the fp16 range were clamped to +-65504", t->name, over);

@@ -1,0 +1,207 @@
+/* Packages written by the part builders, from generated checkpoints of every family (and
+ * llama with every bias): weight.bin is exactly the size plan.c computes (what --chunk auto
+ * and `anemll chunks` rely on) for fp16, grouped, per-tensor and inline LUTs; the combined
+ * package stores each weight once, or twice with separate copies; the interface checks
+ * accept every package and reject a package of the wrong kind; the FFN and prefill packages
+ * written in one pass equal the ones written alone. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "common/util.h"
+#include "io/checkpoint.h"
+#include "model/synth.h"
+#include "parts/check.h"
+#include "parts/part.h"
+#include "parts/plan.h"
+
+static char tmpdir[512];
+
+static int setup(void **state) {
+    (void)state;
+    const char *base = getenv("TEST_TMP");
+    snprintf(tmpdir, sizeof tmpdir, "%s/parts.XXXXXX", base ? base : "/tmp");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    remove_tree(tmpdir);
+    return 0;
+}
+
+typedef struct Model {
+    char *dir;
+    Arch arch;
+    Checkpoint *ckpt;
+    PartSource src;
+} Model;
+
+static void model_open(Model *m, const char *type, int all_biases, int n_layers) {
+    SynthSpec s;
+    Err e = {0};
+    if (synth_spec_init(&s, type, &e) < 0) fail_msg("%s", e.msg);
+    s.attention_bias = all_biases;
+    s.mlp_bias = all_biases && !strcmp(type, "llama");
+    s.n_layers = n_layers;
+    s.threads = 1;
+    char name[64];
+    snprintf(name, sizeof name, "%s%s", type, all_biases ? "_bias" : "");
+    m->dir = path_join(tmpdir, name);
+    if (synth_write(&s, m->dir, 1, NULL, &e) < 0) fail_msg("%s", e.msg);
+    if (arch_load(&m->arch, m->dir, &e) < 0) fail_msg("%s", e.msg);
+    if (ckpt_open(&m->ckpt, m->dir, &e) < 0) fail_msg("%s", e.msg);
+    m->src = (PartSource){.arch = &m->arch, .ckpt = m->ckpt, .threads = 1, .info = "test"};
+}
+
+static void model_close(Model *m) {
+    ckpt_close(m->ckpt);
+    arch_free(&m->arch);
+    free(m->dir);
+}
+
+static uint64_t weight_bin(const char *pkg) {
+    char *w = path_join(pkg, "Data/com.apple.CoreML/weights/weight.bin");
+    uint64_t n = part_disk_bytes(w);
+    free(w);
+    return n;
+}
+
+static char *pkg_path(const char *name) {
+    char file[160];
+    snprintf(file, sizeof file, "%s.mlpackage", name);
+    return path_join(tmpdir, file);
+}
+
+static int files_equal(const char *a, const char *b) {
+    char *x, *y;
+    size_t nx, ny;
+    Err e = {0};
+    if (file_read_all(a, 1 << 28, &x, &nx, &e) < 0) fail_msg("%s", e.msg);
+    if (file_read_all(b, 1 << 28, &y, &ny, &e) < 0) fail_msg("%s", e.msg);
+    int same = nx == ny && !memcmp(x, y, nx);
+    free(x);
+    free(y);
+    return same;
+}
+
+static int packages_equal(const char *a, const char *b) {
+    const char *files[] = {"Manifest.json", "Data/com.apple.CoreML/model.mlmodel",
+                           "Data/com.apple.CoreML/weights/weight.bin"};
+    for (int i = 0; i < 3; i++) {
+        char *x = path_join(a, files[i]), *y = path_join(b, files[i]);
+        int same = files_equal(x, y);
+        free(x);
+        free(y);
+        if (!same) return 0;
+    }
+    return 1;
+}
+
+/* Every part of a model with one LUT setting: sizes, checks, combine. */
+static void run_model(const char *type, int biases, LutSpec lut, long ctx, long batch, int n_chunks) {
+    Model m;
+    model_open(&m, type, biases, n_chunks > 2 ? n_chunks : 2);
+    const Arch *a = &m.arch;
+    PartCommon c = {.context = ctx, .batch = batch, .state_length = plan_state_length(a, ctx), .n_chunks = n_chunks};
+    CheckSpec cs = {.arch = a, .context = ctx, .batch = batch, .state_length = c.state_length, .n_chunks = n_chunks,
+                    .lut_bits = lut.bits};
+    Err e = {0};
+    PartReport r[2];
+
+    char *emb = pkg_path("emb");
+    if (part_write_embeddings(&m.src, &c, &lut, emb, &r[0], &e) < 0) fail_msg("%s %s", type, e.msg);
+    assert_int_equal(weight_bin(emb), plan_embeddings_bytes(a, &lut));
+    assert_int_equal(r[0].weight_bytes, weight_bin(emb));
+    if (check_embeddings(emb, &cs, &e) < 0) fail_msg("%s", e.msg);
+    assert_int_equal(r[0].quantized, lut.bits > 0);
+
+    char *head = pkg_path("head");
+    for (int argmax = 0; argmax < 2; argmax++) {
+        if (part_write_lm_head(&m.src, &c, &lut, argmax, head, &r[0], &e) < 0) fail_msg("%s %s", type, e.msg);
+        assert_int_equal(weight_bin(head), plan_lm_head_bytes(a, &lut));
+        cs.argmax = argmax;
+        if (check_lm_head(head, &cs, &e) < 0) fail_msg("%s", e.msg);
+        cs.argmax = !argmax;
+        assert_int_equal(check_lm_head(head, &cs, &e), -1);   /* the other mode's outputs are missing */
+    }
+    /* the wrong kind of package is rejected */
+    assert_int_equal(check_ffn(emb, &cs, FFN_INFER, 0, &e), -1);
+    assert_int_equal(check_embeddings(head, &cs, &e), -1);
+
+    for (int ch = 0; ch < n_chunks; ch++) {
+        int first, count;
+        plan_chunk_layers(a->n_layers, n_chunks, ch, &first, &count);
+        char *inf = pkg_path("ffn"), *pre = pkg_path("prefill"), *comb = pkg_path("combined");
+        if (part_write_ffn(&m.src, &c, &lut, ch, inf, pre, r, &e) < 0) fail_msg("%s chunk %d: %s", type, ch, e.msg);
+        uint64_t want = plan_ffn_chunk_bytes(a, &lut, c.state_length, first, count, 1);
+        assert_int_equal(weight_bin(inf), want);
+        assert_int_equal(weight_bin(pre), want);
+        if (check_ffn(inf, &cs, FFN_INFER, ch, &e) < 0) fail_msg("%s", e.msg);
+        if (check_ffn(pre, &cs, FFN_PREFILL, ch, &e) < 0) fail_msg("%s", e.msg);
+        assert_int_equal(check_ffn(inf, &cs, FFN_PREFILL, ch, &e), -1);
+        /* one pass for both == each alone */
+        char *alone = pkg_path("alone");
+        PartReport r1[2];
+        if (part_write_ffn(&m.src, &c, &lut, ch, NULL, alone, r1, &e) < 0) fail_msg("%s", e.msg);
+        assert_true(packages_equal(alone, pre));
+        if (part_write_ffn(&m.src, &c, &lut, ch, alone, NULL, r1, &e) < 0) fail_msg("%s", e.msg);
+        assert_true(packages_equal(alone, inf));
+        /* combined: each weight once; separate copies: twice */
+        if (part_combine(inf, pre, comb, 0, &r[0], &e) < 0) fail_msg("%s", e.msg);
+        assert_int_equal(weight_bin(comb), want);
+        assert_true(r[0].shared_bytes > 0);
+        if (check_ffn(comb, &cs, FFN_COMBINED, ch, &e) < 0) fail_msg("%s", e.msg);
+        if (part_combine(inf, pre, comb, 1, &r[0], &e) < 0) fail_msg("%s", e.msg);
+        assert_int_equal(weight_bin(comb), plan_ffn_chunk_bytes(a, &lut, c.state_length, first, count, 2));
+        assert_int_equal(r[0].shared_bytes, 0);
+        if (check_ffn(comb, &cs, FFN_COMBINED, ch, &e) < 0) fail_msg("%s", e.msg);
+        /* a chunk checked as another chunk fails (chunk_no, and the last chunk's prefill output) */
+        if (n_chunks > 1) assert_int_equal(check_ffn(comb, &cs, FFN_COMBINED, (ch + 1) % n_chunks, &e), -1);
+        free(alone);
+        free(inf);
+        free(pre);
+        free(comb);
+    }
+    free(emb);
+    free(head);
+    model_close(&m);
+}
+
+static void test_llama(void **state) {
+    (void)state;
+    run_model("llama", 0, (LutSpec){0, 0}, 64, 8, 2);
+    run_model("llama", 0, (LutSpec){4, 8}, 64, 8, 2);
+}
+
+static void test_llama_biases(void **state) {
+    (void)state;
+    run_model("llama", 1, (LutSpec){6, 4}, 32, 32, 3);
+}
+
+static void test_qwen3(void **state) {
+    (void)state;
+    run_model("qwen3", 0, (LutSpec){6, 0}, 64, 16, 1);   /* per-tensor LUTs */
+    run_model("qwen3", 0, (LutSpec){3, 0}, 64, 1, 2);    /* 8-entry LUTs are inline literals; batch 1 */
+}
+
+static void test_qwen2(void **state) {
+    (void)state;
+    run_model("qwen2", 0, (LutSpec){2, 4}, 128, 8, 2);
+    run_model("qwen2", 0, (LutSpec){8, 4}, 64, 8, 3);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_llama),
+        cmocka_unit_test(test_llama_biases),
+        cmocka_unit_test(test_qwen3),
+        cmocka_unit_test(test_qwen2),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
