@@ -131,3 +131,6 @@ clean:
 	rm -rf build bin
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# Fuzz targets (fuzz/module.mk): make fuzz, make fuzz-ci, make fuzz-corpus
+-include fuzz/module.mk

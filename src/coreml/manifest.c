@@ -106,6 +106,10 @@ int cml_manifest_parse(const char *json, size_t len, CmlManifest *m, Err *e) {
             goto out;
         }
         if (!strcmp(it->string, root_id)) {
+            if (m->model_id) {
+                err_set(e, "Manifest.json: item '%s' appears twice", root_id);
+                goto out;
+            }
             m->model_id = xstrdup(it->string);
             m->model_path = xstrdup(path);
         } else if (!strcmp(name, "weights") && !m->weights_id) {

@@ -342,6 +342,17 @@ static int load_model(Package *pkg, ReadCtx *c, const uint8_t *model, size_t len
     pkg->model_bytes = len;
     if (cml_decode(model, len, resolve_blob, c, flags, &pkg->prog, &pkg->desc, &pkg->spec_version, e) < 0) return -1;
     if (pkg_description_validate(&pkg->desc, pkg->spec_version, e) < 0) return err_wrap(e, "model.mlmodel description");
+    if (!(flags & PKG_OPEN_LENIENT))
+        for (int k = 0; k < pkg->desc.n_functions; k++) {
+            const PkgFunctionDesc *fd = &pkg->desc.functions[k];
+            const PkgFeature *lists[3] = {fd->inputs, fd->outputs, fd->states};
+            int counts[3] = {fd->n_inputs, fd->n_outputs, fd->n_states};
+            for (int l = 0; l < 3; l++)
+                for (int i = 0; i < counts[l]; i++)
+                    if (lists[l][i].kind == PKG_FEATURE_OTHER)
+                        return err_set(e, "model.mlmodel description: feature '%s' is not a multi-array or state; "
+                                          "classifier-style features are not supported", lists[l][i].name);
+        }
     if (cml_match_description(pkg->prog, &pkg->desc, e) < 0) return err_wrap(e, "model.mlmodel");
     for (int i = 0; i < pkg->prog->n_functions; i++) {
         int level = mil_opset_level(pkg->prog->functions[i]->opset);

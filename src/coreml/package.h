@@ -114,7 +114,9 @@ int pkg_writer_open(PkgWriter **out, const char *path, Err *e);
 void pkg_writer_attach(PkgWriter *w, MilProgram *p);
 /* Stores numel elements of packed data (mil_packed_size bytes) as a blob, or finds an
  * identical one; *ref can be used by consts/literals of any function (mil_const_blob,
- * mil_literal_blob). Small blobs (<= 64 KiB) keep a copy in ref->data for inference. */
+ * mil_literal_blob). ref->data is NULL (the bytes are only on disk); weights never need their
+ * values for type inference. Shared by construction: add a blob once, use the ref everywhere
+ * (re-adding the same bytes also finds the first copy, at the cost of reading it back). */
 int pkg_writer_add_blob(PkgWriter *w, MilDType dt, uint64_t numel, const void *data, MilBlobRef *ref, Err *e);
 /* Identical blobs are stored once unless this is turned off (then every add writes a copy). */
 void pkg_writer_set_dedup(PkgWriter *w, int on);

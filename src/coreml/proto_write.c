@@ -354,7 +354,13 @@ static PbFeature *enc_feature(Enc *c, const PkgFeature *f) {
 
 static PbFeature **enc_features(Enc *c, int n, const PkgFeature *fs, size_t *count) {
     PbFeature **out = pb_alloc(&c->pool, sizeof(PbFeature *) * (size_t)(n ? n : 1));
-    for (int i = 0; i < n; i++) out[i] = enc_feature(c, &fs[i]);
+    for (int i = 0; i < n; i++) {
+        if (fs[i].kind == PKG_FEATURE_OTHER) {
+            err_set(c->e, "feature '%s' has a type other than multi-array or state, which cannot be written", fs[i].name);
+            return NULL;
+        }
+        out[i] = enc_feature(c, &fs[i]);
+    }
     *count = (size_t)n;
     return out;
 }
@@ -394,6 +400,7 @@ static PbModelDesc *enc_description(Enc *c, const PkgDescription *d) {
             pf->input = enc_features(c, fd->n_inputs, fd->inputs, &pf->n_input);
             pf->output = enc_features(c, fd->n_outputs, fd->outputs, &pf->n_output);
             pf->state = enc_features(c, fd->n_states, fd->states, &pf->n_state);
+            if (!pf->input || !pf->output || !pf->state) return NULL;
             md->functions[i] = pf;
         }
         md->defaultfunctionname = pstr(c, d->default_function);
@@ -402,6 +409,7 @@ static PbModelDesc *enc_description(Enc *c, const PkgDescription *d) {
         md->input = enc_features(c, fd->n_inputs, fd->inputs, &md->n_input);
         md->output = enc_features(c, fd->n_outputs, fd->outputs, &md->n_output);
         md->state = enc_features(c, fd->n_states, fd->states, &md->n_state);
+        if (!md->input || !md->output || !md->state) return NULL;
     }
     md->metadata = enc_metadata(c, &d->metadata);
     return md;
@@ -417,6 +425,10 @@ int cml_encode(const MilProgram *p, const PkgDescription *d, int spec, CmlBlobPl
     PbModel *m = PB_NEW(&c.pool, PbModel, core_ml__specification__model__init);
     m->specificationversion = spec;
     m->description = enc_description(&c, d);
+    if (!m->description) {
+        pb_pool_free(&c.pool);
+        return -1;
+    }
     PbProgram *pp = PB_NEW(&c.pool, PbProgram, core_ml__specification__milspec__program__init);
     pp->version = 1;
     /* functions map sorted by name */

@@ -741,6 +741,8 @@ MilOp *mil_raw_op(MilFunction *f, const char *type, const char *name, int n_args
                   int n_outputs, const char *const *out_names, const MilType *out_types, int allow_unknown) {
     if (!f || f->prog->failed) return NULL;
     MilProgram *p = f->prog;
+    if (!mil_is_identifier(type))
+        return mil_fail(p, "function '%s', op '%s': op type is not a valid identifier", f->name, name ? name : "?"), NULL;
     const MilOpDef *def = mil_op_def(type);
     if (!def && !allow_unknown)
         return mil_fail(p, "function '%s', op '%s': op type '%s' is not supported", f->name, name ? name : "?",
@@ -773,6 +775,11 @@ MilOp *mil_raw_op(MilFunction *f, const char *type, const char *name, int n_args
         op->n_args = n_args;
         op->args = mil_alloc(p, sizeof *op->args * (size_t)(n_args ? n_args : 1));
         for (int a = 0; a < n_args; a++) {
+            for (int b = 0; b < a; b++)
+                if (!strcmp(args[a].param, args[b].param))
+                    return mil_fail(p, "function '%s', op '%s' (%s): input '%s' is bound twice", f->name, name, type,
+                                    args[a].param),
+                           NULL;
             op->args[a].param = mil_strdup(p, args[a].param);
             op->args[a].n = args[a].n;
             op->args[a].vals = mil_alloc(p, sizeof(MilValue *) * (size_t)(args[a].n ? args[a].n : 1));

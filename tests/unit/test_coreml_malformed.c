@@ -325,6 +325,12 @@ static void e_blocks(PbModel *m) {
     op->base.n_unknown_fields = 1;
     op->base.unknown_fields = uf;
 }
+static void e_duplicate_input(PbModel *m) {
+    PbOp *op = op_named(m, "mul", 0);
+    for (size_t i = 0; i < op->n_inputs; i++)
+        if (!strcmp(op->inputs[i]->key, "y")) set_str(&op->inputs[i]->key, "x");
+}
+static void e_op_type_chars(PbModel *m) { set_str(&op_named(m, "mul", 0)->type, "mu l"); }
 static void e_write_state_to_tensor(PbModel *m) {
     set_str(&input_binding(op_named(m, "write_state", 0), "input")->name, "y");
 }
@@ -383,6 +389,8 @@ static void test_protobuf_errors(void **state) {
         {e_no_block, "no block for its opset CoreML8", 0},
         {e_blocks, "nested blocks (control flow)", 0},
         {e_write_state_to_tensor, "input 'input' must be a state", 0},
+        {e_duplicate_input, "input 'x' is bound twice", 0},
+        {e_op_type_chars, "op type is not a valid identifier", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) expect_edit_error(cases[i].edit, cases[i].want, cases[i].lenient_ok);
 }

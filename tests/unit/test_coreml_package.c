@@ -434,6 +434,45 @@ static void test_atomic_writes(void **state) {
     free(path);
 }
 
+/* Without a blob sink, large consts stay in memory while building and go to weight.bin when
+ * the package is written; identical ones are still stored once. */
+static void test_write_without_sink(void **state) {
+    (void)state;
+    Err e;
+    char *path = path_join(dir, "nosink.mlpackage");
+    MilProgram *p = mil_program_new();
+    uint16_t wts[2][64];
+    fill_f16(wts[0], 64, 11);
+    fill_f16(wts[1], 64, 12);
+    for (int k = 0; k < 2; k++) {
+        MilFunction *f = mil_function_new(p, k ? "b" : "a", NULL);
+        MilValue *x = mil_input(f, "x", MIL_FP16, 2, (int64_t[]){1, 8});
+        MilValue *w1 = mil_const(f, "w_shared", MIL_FP16, 2, (int64_t[]){8, 8}, wts[0], 128);
+        MilValue *w2 = mil_const(f, "w_own", MIL_FP16, 2, (int64_t[]){8, 8}, wts[k], 128);
+        MilValue *y = mil_add_linear(f, "y", mil_add_linear(f, "h", x, w1, NULL), w2, NULL);
+        mil_set_outputs(f, 1, &y);
+    }
+    assert_int_equal(mil_lookup(p->functions[0], "w_shared")->data->kind, MIL_CONST_BYTES);
+    PkgWriter *w;
+    ok(pkg_writer_open(&w, path, &e), &e);
+    ok(pkg_writer_finish(w, p, NULL, &e), &e);
+    Package *pkg;
+    ok(pkg_open(&pkg, path, 0, &e), &e);
+    ok(mil_program_compare(p, pkg->prog, &e), &e);
+    const MilFunction *fa = mil_program_function(pkg->prog, "a"), *fb = mil_program_function(pkg->prog, "b");
+    assert_int_equal(mil_lookup(fa, "w_shared")->data->kind, MIL_CONST_BLOB);
+    assert_int_equal(mil_lookup(fa, "w_shared")->data->blob.offset, mil_lookup(fb, "w_shared")->data->blob.offset);
+    /* a.w_own has the same bytes as w_shared: stored once too; b.w_own differs */
+    assert_int_equal(mil_lookup(fa, "w_own")->data->blob.offset, mil_lookup(fa, "w_shared")->data->blob.offset);
+    assert_int_not_equal(mil_lookup(fb, "w_own")->data->blob.offset, mil_lookup(fb, "w_shared")->data->blob.offset);
+    PkgBlobFileInfo bi;
+    pkg_blob_file_info(pkg, 0, &bi);
+    assert_int_equal(bi.count, 2);   /* w_shared = a.w_own, and b.w_own (the 8-element zero biases are inline) */
+    pkg_close(pkg);
+    mil_program_free(p);
+    free(path);
+}
+
 /* ==== Compared with coremltools ==== */
 
 static const void *blob_of(const MilFunction *f, const char *name, const char *param) {
@@ -568,6 +607,7 @@ int main(void) {
         cmocka_unit_test(test_state_and_io_description),
         cmocka_unit_test(test_deterministic_output),
         cmocka_unit_test(test_atomic_writes),
+        cmocka_unit_test(test_write_without_sink),
         cmocka_unit_test(test_same_as_coremltools_stateful),
         cmocka_unit_test(test_same_as_anemll_embeddings_description),
     };
