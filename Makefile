@@ -10,6 +10,7 @@
 # tests/unit/test_<module>_<what>.c links its module and that module's dependencies.
 # A module may add its own rules in src/<module>/module.mk.
 
+.DEFAULT_GOAL := all
 BUILD   ?= release
 O       := build/$(BUILD)
 CC      ?= cc
