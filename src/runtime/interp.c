@@ -694,7 +694,11 @@ RtStates *rt_states_new(const RtFunction *f, Err *e) {
         }
         RtState *st = &s->states[s->n++];
         st->name = xstrdup(v->name);
-        st->t = make_tensor(v->type.dtype, xcalloc((size_t)n + 1, 4), v->type.rank, v->type.dims);
+        /* written now rather than left to calloc's lazy zero pages, so that the resident memory
+           holds the whole state from the start and does not creep up as positions fill */
+        void *data = xmalloc((size_t)n * 4 + 4);
+        memset(data, 0, (size_t)n * 4 + 4);
+        st->t = make_tensor(v->type.dtype, data, v->type.rank, v->type.dims);
     }
     return s;
 }

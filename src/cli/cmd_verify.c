@@ -1,0 +1,153 @@
+/* cmd_verify.c - `anemll verify`: converted packages against the HF-exact reference. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/util.h"
+#include "model/reference.h"
+#include "runtime/llm.h"
+#include "runtime/tokenizer.h"
+#include "runtime/verify.h"
+
+#define DEFAULT_PROMPT "The quick brown fox jumps over the lazy dog. Once upon a time"
+
+static const char *usage_text =
+    "usage: anemll verify --meta DIR/meta.yaml --model HFDIR [--prompt TEXT | --tokens IDS] [--max-new N]\n"
+    "                     [--json] [--min-agreement F] [--min-cosine F] [--max-kl F]\n"
+    "\n"
+    "Runs the converted packages (CPU interpreter, fp16 at every op) and the reference forward pass of\n"
+    "the Hugging Face checkpoint (float32) on the same input: the reference generates N tokens greedily\n"
+    "and the packages follow the same sequence (teacher forcing). Reports, over the N generated\n"
+    "positions, top-1 agreement, KL divergence of the next-token distributions (mean, max), logit\n"
+    "cosine (mean, min) and the first position where the greedy tokens differ.\n"
+    "Exit status 0 when every threshold holds, 1 otherwise (or on error).\n"
+    "\n"
+    "  --meta PATH          meta.yaml written by `anemll convert`\n"
+    "  --model DIR          the Hugging Face checkpoint that was converted\n"
+    "  --prompt TEXT        prompt text, encoded with the model's tokenizer (special tokens added as\n"
+    "                       Hugging Face's encode does); default: \"" DEFAULT_PROMPT "\"\n"
+    "  --tokens IDS         prompt token ids instead of text\n"
+    "  --max-new N          generated positions to compare (default 32)\n"
+    "  --json               print the report as one JSON object\n"
+    "  --min-agreement F    pass threshold for top-1 agreement, 0..1 (default 0.80)\n"
+    "  --min-cosine F       pass threshold for the mean logit cosine (default 0.98)\n"
+    "  --max-kl F           pass threshold for the mean KL divergence in nats (default 0.25)\n"
+    "  -h, --help           this text\n"
+    "\n"
+    "The default thresholds accept 4-bit LUT models and reject broken conversions; an fp16 conversion\n"
+    "of a small model typically shows 100% agreement and cosine > 0.9999.\n";
+
+typedef struct Args {
+    const char *meta, *model, *prompt;
+    int *tokens;
+    int n_tokens;
+    long max_new;
+    int json;
+    VerifyThresholds th;
+} Args;
+
+static int parse_frac(const char *opt, const char *v, double lo, double hi, double *out) {
+    if (cli_parse_double(v, out) < 0 || *out < lo || *out > hi)
+        return cli_usage_error("verify", "%s wants a number in [%g, %g], got '%s'", opt, lo, hi, v);
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, Args *a) {
+    a->max_new = 32;
+    verify_default_thresholds(&a->th);
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if (!strcmp(o, "--json")) {
+            a->json = 1;
+            continue;
+        }
+        static const char *const valued[] = {"--meta", "--model", "--prompt", "--tokens", "--max-new",
+                                             "--min-agreement", "--min-cosine", "--max-kl"};
+        int known = 0;
+        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(o, valued[k]);
+        if (!known) return cli_usage_error("verify", "unknown option '%s'", o);
+        if (i + 1 >= argc) return cli_usage_error("verify", "%s needs a value", o);
+        const char *v = argv[++i];
+        int rc = 0;
+        if (!strcmp(o, "--meta")) a->meta = v;
+        else if (!strcmp(o, "--model")) a->model = v;
+        else if (!strcmp(o, "--prompt")) a->prompt = v;
+        else if (!strcmp(o, "--tokens")) {
+            free(a->tokens);
+            if (cli_parse_int_list(v, &a->tokens, &a->n_tokens) < 0)
+                return cli_usage_error("verify", "--tokens wants comma-separated integers, got '%s'", v);
+        } else if (!strcmp(o, "--max-new")) {
+            if (cli_parse_int(v, &a->max_new) < 0 || a->max_new < 1 || a->max_new > 100000)
+                return cli_usage_error("verify", "--max-new wants an integer 1..100000, got '%s'", v);
+        } else if (!strcmp(o, "--min-agreement")) rc = parse_frac(o, v, 0, 1, &a->th.min_agreement);
+        else if (!strcmp(o, "--min-cosine")) rc = parse_frac(o, v, -1, 1, &a->th.min_cosine);
+        else rc = parse_frac(o, v, 0, 1e9, &a->th.max_kl);
+        if (rc) return rc;
+    }
+    if (!a->meta) return cli_usage_error("verify", "--meta is required");
+    if (!a->model) return cli_usage_error("verify", "--model is required (the Hugging Face checkpoint folder)");
+    if (a->prompt && a->tokens) return cli_usage_error("verify", "give --prompt or --tokens, not both");
+    return 0;
+}
+
+/* Prompt ids from --tokens, or the text encoded with the tokenizer beside meta.yaml (else the
+ * checkpoint's). */
+static int prompt_ids(const Args *a, const Llm *m, int **ids, int *n, Err *e) {
+    if (a->tokens) {
+        *ids = xmalloc(sizeof(int) * (size_t)a->n_tokens);
+        memcpy(*ids, a->tokens, sizeof(int) * (size_t)a->n_tokens);
+        *n = a->n_tokens;
+        return 0;
+    }
+    const char *text = a->prompt ? a->prompt : DEFAULT_PROMPT;
+    const char *dir = llm_meta(m)->tokenizer_dir;
+    char *tj = path_join(dir, "tokenizer.json");
+    if (!path_exists(tj)) dir = a->model;
+    free(tj);
+    Tokenizer *tok;
+    if (tok_load(&tok, dir, e) < 0) return err_wrap(e, "verify --prompt (or pass --tokens)");
+    int rc = tok_encode(tok, text, strlen(text), TOK_ADD_SPECIAL, ids, n, e);
+    tok_free(tok);
+    return rc;
+}
+
+static int run_verify(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        fputs(usage_text, stdout);
+        return CLI_OK;
+    }
+    Args a = {0};
+    int rc = parse_args(argc, argv, &a);
+    if (rc) {
+        free(a.tokens);
+        return rc;
+    }
+    Err e = {0};
+    Llm *m = NULL;
+    RefModel *ref = NULL;
+    int *ids = NULL, n = 0;
+    VerifyReport r;
+    memset(&r, 0, sizeof r);
+    rc = llm_open(&m, a.meta, NULL, &e);
+    if (rc == 0) rc = ref_load(&ref, a.model, NULL, &e);
+    if (rc == 0) rc = prompt_ids(&a, m, &ids, &n, &e);
+    if (rc == 0) rc = verify_run(m, ref, ids, n, (int)a.max_new, &r, &e);
+    int pass = 0;
+    if (rc == 0) {
+        char *text = a.json ? verify_format_json(&r, &a.th) : verify_format(&r, &a.th);
+        fputs(text, stdout);
+        if (a.json) fputc('\n', stdout);
+        free(text);
+        pass = verify_passes(&r, &a.th, NULL, 0);
+    }
+    verify_report_free(&r);
+    free(ids);
+    free(a.tokens);
+    ref_free(ref);
+    llm_close(m);
+    if (rc < 0) return cli_fail("%s", e.msg);
+    return pass ? CLI_OK : CLI_FAIL;
+}
+
+CLI_COMMAND(verify, "verify", "compare converted packages with the HF-exact reference (agreement, KL, cosine)", run_verify)

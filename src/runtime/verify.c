@@ -1,0 +1,241 @@
+/* verify.c - packages against the reference in lockstep (contract in verify.h). */
+#include "runtime/verify.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "runtime/gen.h"
+#include "runtime/sampler.h"
+
+void verify_default_thresholds(VerifyThresholds *t) {
+    t->min_agreement = VERIFY_DEFAULT_MIN_AGREEMENT;
+    t->min_cosine = VERIFY_DEFAULT_MIN_COSINE;
+    t->max_kl = VERIFY_DEFAULT_MAX_KL;
+}
+
+/* ==== Metrics ==== */
+
+static double log_sum_exp(const float *x, int n) {
+    double mx = -INFINITY, s = 0;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    for (int i = 0; i < n; i++) s += exp(x[i] - mx);
+    return mx + log(s);
+}
+
+/* KL(softmax(p) || softmax(q)) in nats. */
+static double kl_divergence(const float *p, const float *q, int n) {
+    double lp = log_sum_exp(p, n), lq = log_sum_exp(q, n), kl = 0;
+    for (int i = 0; i < n; i++) {
+        double a = p[i] - lp, b = q[i] - lq, pa = exp(a);
+        if (pa > 0) kl += pa * (a - b);
+    }
+    return kl < 0 ? 0 : kl;
+}
+
+static double cosine(const float *a, const float *b, int n) {
+    double ab = 0, aa = 0, bb = 0;
+    for (int i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : (aa == bb ? 1.0 : 0.0);
+}
+
+/* ==== Lockstep source ==== */
+
+typedef struct Pair {
+    Llm *m;
+    RefModel *ref;
+    float *ref_logits;
+    int ref_vocab;
+    VerifyReport *r;
+    int cap;
+} Pair;
+
+static int pair_prefill(void *ctx, const int *tokens, int n, Err *e) {
+    Pair *p = ctx;
+    llm_reset(p->m);
+    if (llm_prefill(p->m, tokens, n, e) < 0) return err_wrap(e, "packages");
+    ref_reset(p->ref);
+    if (ref_forward(p->ref, tokens, n, 0, NULL, 0, e) < 0) return err_wrap(e, "reference");
+    return 0;
+}
+
+static void record(Pair *p, const LlmStep *pkg, int ref_token) {
+    VerifyReport *r = p->r;
+    int i = r->n_positions++;
+    if (i == p->cap) {
+        p->cap = p->cap ? 2 * p->cap : 64;
+        r->ref_tokens = xrealloc(r->ref_tokens, sizeof(int) * (size_t)p->cap);
+        r->pkg_tokens = xrealloc(r->pkg_tokens, sizeof(int) * (size_t)p->cap);
+    }
+    r->ref_tokens[i] = ref_token;
+    r->pkg_tokens[i] = pkg->token;
+    if (pkg->token == ref_token) {
+        r->agree++;
+    } else if (r->first_divergent < 0) {
+        r->first_divergent = i;
+        r->first_divergent_margin = pkg->token >= 0 && pkg->token < p->ref_vocab
+                                        ? (double)p->ref_logits[ref_token] - p->ref_logits[pkg->token]
+                                        : INFINITY;
+    }
+    if (!pkg->logits) return;
+    int n = r->vocab_compared, finite = 1;
+    for (int k = 0; k < n && finite; k++) finite = isfinite(pkg->logits[k]);
+    if (!finite) {
+        r->nonfinite++;
+        r->kl_max = INFINITY;
+        r->cos_min = -1;
+        return;
+    }
+    double kl = kl_divergence(p->ref_logits, pkg->logits, n), cs = cosine(p->ref_logits, pkg->logits, n);
+    r->kl_mean += kl;
+    r->cos_mean += cs;
+    if (kl > r->kl_max) r->kl_max = kl;
+    if (cs < r->cos_min) r->cos_min = cs;
+}
+
+static int pair_step(void *ctx, int token, int pos, LlmStep *out, Err *e) {
+    Pair *p = ctx;
+    LlmStep pkg;
+    if (llm_step(p->m, token, pos, &pkg, e) < 0) return err_wrap(e, "packages");
+    if (ref_forward(p->ref, &token, 1, pos, p->ref_logits, 0, e) < 0) return err_wrap(e, "reference");
+    int ref_token = ref_argmax(p->ref_logits, p->ref_vocab);
+    record(p, &pkg, ref_token);
+    out->logits = p->ref_logits;   /* the reference leads: its greedy token comes next */
+    out->token = ref_token;
+    out->value = p->ref_logits[ref_token];
+    return 0;
+}
+
+int verify_run(Llm *m, RefModel *ref, const int *prompt, int n_prompt, int max_new, VerifyReport *r, Err *e) {
+    memset(r, 0, sizeof *r);
+    r->first_divergent = r->first_divergent_pos = -1;
+    r->cos_min = 1;
+    r->has_logits = !llm_argmax_mode(m);
+    int rv = ref_arch(ref)->vocab, pv = llm_vocab(m);
+    r->vocab_compared = rv < pv ? rv : pv;
+    r->n_prompt = n_prompt;
+    if (max_new < 1) return err_set(e, "verify needs at least one generated token");
+    Pair p = {m, ref, xmalloc(sizeof(float) * (size_t)rv), rv, r, 0};
+    LmSource src = {&p, r->vocab_compared, llm_context(m), llm_batch(m), pair_prefill, pair_step};
+    GenOptions o = {.max_new = max_new};
+    GenResult res;
+    llm_reset_times(m);
+    int rc = gen_run(&src, prompt, n_prompt, &o, NULL, NULL, &res, e);
+    free(p.ref_logits);
+    if (rc < 0) {
+        verify_report_free(r);
+        return -1;
+    }
+    r->n_shifts = res.n_shifts;
+    int n = r->n_positions, nf = n - r->nonfinite;
+    r->agreement = n ? (double)r->agree / n : 0;
+    if (r->has_logits && nf > 0) {
+        r->kl_mean /= nf;
+        r->cos_mean /= nf;
+    }
+    if (r->nonfinite) r->kl_mean = INFINITY;
+    if (r->first_divergent >= 0) r->first_divergent_pos = n_prompt + r->first_divergent;
+    const LlmTimes *t = llm_times(m);
+    r->pkg_prefill_tps = t->prefill_s > 0 ? t->prefill_tokens / t->prefill_s : 0;
+    r->pkg_decode_tps = t->step_s > 0 ? t->steps / t->step_s : 0;
+    return 0;
+}
+
+void verify_report_free(VerifyReport *r) {
+    free(r->ref_tokens);
+    free(r->pkg_tokens);
+    r->ref_tokens = r->pkg_tokens = NULL;
+}
+
+/* ==== Verdict and text ==== */
+
+static void add(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void add(char *buf, size_t size, const char *fmt, ...) {
+    size_t len = strlen(buf);
+    if (len >= size) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + len, size - len, fmt, ap);
+    va_end(ap);
+}
+
+int verify_passes(const VerifyReport *r, const VerifyThresholds *t, char *why, size_t why_size) {
+    char tmp[512] = "";
+    if (r->agreement < t->min_agreement)
+        add(tmp, sizeof tmp, "%stop-1 agreement %.1f%% < %.1f%%", *tmp ? "; " : "", 100 * r->agreement, 100 * t->min_agreement);
+    if (r->has_logits) {
+        if (r->nonfinite) add(tmp, sizeof tmp, "%s%d positions with inf/NaN logits (fp16 overflow?)", *tmp ? "; " : "", r->nonfinite);
+        if (!(r->cos_mean >= t->min_cosine))
+            add(tmp, sizeof tmp, "%smean logit cosine %.6f < %.6f", *tmp ? "; " : "", r->cos_mean, t->min_cosine);
+        if (!(r->kl_mean <= t->max_kl)) add(tmp, sizeof tmp, "%smean KL %.4g > %.4g", *tmp ? "; " : "", r->kl_mean, t->max_kl);
+    }
+    if (why && why_size) snprintf(why, why_size, "%s", tmp);
+    return *tmp == 0;
+}
+
+char *verify_format(const VerifyReport *r, const VerifyThresholds *t) {
+    char buf[2048] = "", why[512];
+    add(buf, sizeof buf, "verify: %d prompt tokens, %d generated positions compared (teacher-forced)%s\n", r->n_prompt,
+        r->n_positions, r->n_shifts ? " with context shifts" : "");
+    add(buf, sizeof buf, "  top-1 agreement   %.2f%% (%d/%d)   [pass >= %.2f%%]\n", 100 * r->agreement, r->agree,
+        r->n_positions, 100 * t->min_agreement);
+    if (r->has_logits) {
+        add(buf, sizeof buf, "  KL divergence     mean %.3g  max %.3g nats   [pass: mean <= %.3g]\n", r->kl_mean, r->kl_max, t->max_kl);
+        add(buf, sizeof buf, "  logit cosine      mean %.6f  min %.6f   [pass: mean >= %.6f]\n", r->cos_mean, r->cos_min,
+            t->min_cosine);
+    } else {
+        add(buf, sizeof buf, "  KL / cosine       n/a (argmax-mode LM head returns no logits)\n");
+    }
+    if (r->first_divergent >= 0)
+        add(buf, sizeof buf,
+            "  first divergence  generated token %d (sequence index %d): packages %d, reference %d (reference logit "
+            "margin %.3g)\n",
+            r->first_divergent, r->first_divergent_pos, r->pkg_tokens[r->first_divergent], r->ref_tokens[r->first_divergent],
+            r->first_divergent_margin);
+    else
+        add(buf, sizeof buf, "  first divergence  none\n");
+    add(buf, sizeof buf, "  packages on CPU   prefill %.1f t/s, decode %.1f t/s\n", r->pkg_prefill_tps, r->pkg_decode_tps);
+    int ok = verify_passes(r, t, why, sizeof why);
+    add(buf, sizeof buf, "%s%s\n", ok ? "PASS" : "FAIL: ", ok ? "" : why);
+    return xstrdup(buf);
+}
+
+static void json_num(char *buf, size_t size, const char *key, double v, int last) {
+    if (isfinite(v)) add(buf, size, "\"%s\": %.9g%s", key, v, last ? "" : ", ");
+    else add(buf, size, "\"%s\": null%s", key, last ? "" : ", ");
+}
+
+char *verify_format_json(const VerifyReport *r, const VerifyThresholds *t) {
+    size_t size = 1024 + 32 * (size_t)r->n_positions;
+    char *buf = xcalloc(size, 1), why[512];
+    int ok = verify_passes(r, t, why, sizeof why);
+    add(buf, size, "{\"pass\": %s, \"prompt_tokens\": %d, \"positions\": %d, \"agree\": %d, ", ok ? "true" : "false",
+        r->n_prompt, r->n_positions, r->agree);
+    json_num(buf, size, "agreement", r->agreement, 0);
+    if (r->has_logits) {
+        json_num(buf, size, "kl_mean", r->kl_mean, 0);
+        json_num(buf, size, "kl_max", r->kl_max, 0);
+        json_num(buf, size, "cosine_mean", r->cos_mean, 0);
+        json_num(buf, size, "cosine_min", r->cos_min, 0);
+    }
+    add(buf, size, "\"first_divergent\": %d, \"first_divergent_position\": %d, ", r->first_divergent, r->first_divergent_pos);
+    if (r->first_divergent >= 0) json_num(buf, size, "first_divergent_margin", r->first_divergent_margin, 0);
+    add(buf, size, "\"nonfinite\": %d, \"shifts\": %d, ", r->nonfinite, r->n_shifts);
+    for (int k = 0; k < 2; k++) {
+        const int *tk = k ? r->pkg_tokens : r->ref_tokens;
+        add(buf, size, "\"%s\": [", k ? "package_tokens" : "reference_tokens");
+        for (int i = 0; i < r->n_positions; i++) add(buf, size, "%s%d", i ? ", " : "", tk[i]);
+        add(buf, size, "], ");
+    }
+    json_num(buf, size, "prefill_tps", r->pkg_prefill_tps, 0);
+    json_num(buf, size, "decode_tps", r->pkg_decode_tps, 1);
+    add(buf, size, "}");
+    return buf;
+}
