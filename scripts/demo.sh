@@ -1,7 +1,7 @@
 #!/bin/bash
 # make demo: make a tiny Llama-style checkpoint (random weights, built-in tokenizer), convert it
-# with the seed's script anemll/utils/convert_model.sh, and chat with it once the CPU runtime
-# (`anemll chat`) exists. Everything goes under $DEMO_DIR (default build/demo).
+# with the seed's script anemll/utils/convert_model.sh, chat with it on the CPU (`anemll chat`) and
+# print the verify report (`anemll verify`). Everything goes under $DEMO_DIR (default build/demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO_DIR=${DEMO_DIR:-build/demo}
@@ -18,10 +18,10 @@ ANEMLL=$PWD/bin/anemll ./anemll/utils/convert_model.sh --model "$DEMO_DIR/model"
     --context 256 --batch 32 --chunk 2 --lut2 6 --lut3 6
 
 echo
-echo "== 3. chat"
-if bin/anemll chat --help >/dev/null 2>&1; then
-    bin/anemll chat --meta "$DEMO_DIR/converted/meta.yaml" --prompt "Hello" --max-tokens 24
-else
-    echo "anemll chat arrives with the CPU runtime; the converted model is in $DEMO_DIR/converted"
-    echo "(ANEMLL on a Mac: python3 tests/chat.py --meta $DEMO_DIR/converted/meta.yaml)"
-fi
+echo "== 3. chat with it on the CPU: bin/anemll chat --meta $DEMO_DIR/converted/meta.yaml --prompt Hello"
+bin/anemll chat --meta "$DEMO_DIR/converted/meta.yaml" --prompt "Hello" --max-tokens 24
+echo "(random weights: the reply is noise; on a Mac: python3 tests/chat.py --meta $DEMO_DIR/converted/meta.yaml)"
+
+echo
+echo "== 4. verify the packages against the reference forward pass of the checkpoint"
+bin/anemll verify --meta "$DEMO_DIR/converted/meta.yaml" --model "$DEMO_DIR/model" --max-new 32

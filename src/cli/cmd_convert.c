@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "common/util.h"
 #include "parts/convert.h"
+#include "runtime/verify.h"
 
 #define TOOL_NAME "anemll-c 0.1.0"
 
@@ -105,8 +106,47 @@ static void print_summary(const Conversion *c, const ConvertOptions *o, double s
     char size[32];
     human_bytes(total, size, sizeof size);
     printf("  total %s\n", size);
-    if (convert_step_selected(o, 7) || convert_step_selected(o, 8))
-        printf("\nTo chat with the model (ANEMLL): python3 tests/chat.py --meta %s/meta.yaml\n", o->output_dir);
+    if (convert_step_selected(o, 7) || convert_step_selected(o, 8)) {
+        printf("\nTo chat with the model on this machine (CPU): anemll chat --meta %s/meta.yaml\n", o->output_dir);
+        printf("To chat with the model on a Mac (ANEMLL): python3 tests/chat.py --meta %s/meta.yaml\n", o->output_dir);
+    }
+}
+
+#define STEP8_TOKENS 16
+
+/* Step 8, after the interface check: the packages against the float32 reference of the
+ * checkpoint (runtime/verify.h). A report past the default thresholds is a warning, not a
+ * failure: quantization loses what the chosen LUT sizes lose, and `anemll verify` (whose exit
+ * status follows the thresholds) is there to gate on it. Returns -1 only when verify could not
+ * run. */
+static int verify_step(const ConvertOptions *o) {
+    char *meta = path_join(o->output_dir, "meta.yaml"), skip[512], why[512];
+    VerifyReport r;
+    VerifyThresholds th;
+    Err e = {0};
+    verify_default_thresholds(&th);
+    printf("\nStep 8: verify against the reference forward pass (CPU, %d generated tokens)\n", STEP8_TOKENS);
+    fflush(stdout);
+    int rc = verify_quick(meta, o->model_dir, STEP8_TOKENS, &r, skip, sizeof skip, &e);
+    if (rc == 1) {
+        printf("  verify skipped: %s\n", skip);
+        rc = 0;
+    } else if (rc == 0) {
+        char *text = verify_format(&r, &th);
+        for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) printf("  %s\n", line);
+        free(text);
+        if (!verify_passes(&r, &th, why, sizeof why))
+            printf("  warning: the packages differ from the checkpoint more than verify's default thresholds allow "
+                   "(%s); with LUT quantization this is its loss, otherwise a conversion problem. Details: anemll "
+                   "verify --meta %s --model %s\n",
+                   why, meta, o->model_dir);
+        verify_report_free(&r);
+    } else {
+        fprintf(stderr, "error: step 8 (verify): %s\n", e.msg);
+    }
+    fflush(stdout);
+    free(meta);
+    return rc;
 }
 
 static int run_convert(int argc, char **argv) {
@@ -128,6 +168,7 @@ static int run_convert(int argc, char **argv) {
         fprintf(stderr, "Packages written before the failure are complete; fix the cause and resume with --restart "
                         "at the failed step.\n");
     } else {
+        if (convert_step_selected(&o, 8) && verify_step(&o) < 0) rc = -1;
         print_summary(c, &o, now_seconds() - p.t0);
     }
     convert_free(c);

@@ -8,8 +8,9 @@
  *             next = forced[i] if teacher-forcing, else the sampler's pick (greedy by default)
  *             report it; seq[pos++] = next; stop on a stop token or after max_new tokens
  * Context shift (chat_full.py): keep the last new_size = min(max(1, ctx/B - 2) * B, ctx - B)
- * tokens (ctx/2 when that is < 1), move them to the front, prefill them again over the same
- * state and continue at pos = new_size.
+ * tokens (ctx/2 when that is < 1), move them to the front, prefill them again and continue at
+ * pos = new_size. (chat_full.py prefills over the old cache; the converted-model source zeroes
+ * it first, which changes nothing: positions past the prefill are masked.)
  *
  * Return convention: 0, or -1 with e set (a callback's nonzero return stops without error).
  */
@@ -28,7 +29,7 @@ typedef struct LmSource {
     int (*step)(void *ctx, int token, int pos, LlmStep *out, Err *e);
 } LmSource;
 
-/* The converted model (llm_reset is called by each prefill from position 0). */
+/* The converted model: prefill = llm_reset + llm_prefill, step = llm_step. */
 LmSource gen_llm_source(Llm *m);
 
 typedef struct GenOptions {

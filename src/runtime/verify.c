@@ -9,7 +9,9 @@
 
 #include "common/util.h"
 #include "runtime/gen.h"
+#include "io/checkpoint.h"
 #include "runtime/sampler.h"
+#include "runtime/tokenizer.h"
 
 void verify_default_thresholds(VerifyThresholds *t) {
     t->min_agreement = VERIFY_DEFAULT_MIN_AGREEMENT;
@@ -66,8 +68,22 @@ static int pair_prefill(void *ctx, const int *tokens, int n, Err *e) {
     return 0;
 }
 
+/* The reference's margin between its best and second-best logit. */
+static double top2_margin(const float *l, int n, int best) {
+    double second = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (i != best && l[i] > second) second = l[i];
+    return (double)l[best] - second;
+}
+
 static void record(Pair *p, const LlmStep *pkg, int ref_token) {
     VerifyReport *r = p->r;
+    double scale = fabs((double)p->ref_logits[ref_token]);
+    int decisive = top2_margin(p->ref_logits, p->ref_vocab, ref_token) >= VERIFY_NEAR_TIE * (scale > 1 ? scale : 1);
+    if (decisive) {
+        r->n_decisive++;
+        r->agree_decisive += pkg->token == ref_token;
+    }
     int i = r->n_positions++;
     if (i == p->cap) {
         p->cap = p->cap ? 2 * p->cap : 64;
@@ -154,6 +170,67 @@ void verify_report_free(VerifyReport *r) {
     r->ref_tokens = r->pkg_tokens = NULL;
 }
 
+/* ==== Prompt and the step-8 check ==== */
+
+int verify_prompt_ids(const char *tokenizer_dir, const char *model_dir, const char *text, int **ids, int *n, Err *e) {
+    const char *dir = tokenizer_dir;
+    char *tj = dir ? path_join(dir, "tokenizer.json") : NULL;
+    if (!tj || !path_exists(tj)) dir = model_dir;
+    free(tj);
+    Tokenizer *tok;
+    if (tok_load(&tok, dir, e) < 0) return -1;
+    int rc = tok_encode(tok, text, strlen(text), TOK_ADD_SPECIAL, ids, n, e);
+    tok_free(tok);
+    return rc;
+}
+
+/* MemAvailable in bytes, or 0 when unknown. */
+static uint64_t available_memory(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long kb = 0;
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lu kB", &kb) == 1) break;
+    fclose(f);
+    return (uint64_t)kb * 1024;
+}
+
+int verify_quick(const char *meta_path, const char *model_dir, int max_new, VerifyReport *r, char *skip_reason,
+                 size_t skip_size, Err *e) {
+    memset(r, 0, sizeof *r);
+    Checkpoint *ck;
+    if (ckpt_open(&ck, model_dir, e) < 0) return -1;
+    uint64_t params = 0;
+    for (size_t i = 0; i < ck->n_tensors; i++) params += ck->tensors[i]->numel;
+    ckpt_close(ck);
+    /* the float32 reference, plus the packages' weights converted to float32 */
+    uint64_t need = params * 4 * 2, avail = available_memory();
+    if (avail && need > avail) {
+        snprintf(skip_reason, skip_size,
+                 "the float32 reference and the packages need about %.1f GB, %.1f GB are available; run `anemll verify` "
+                 "on a machine with more memory",
+                 (double)need / 1e9, (double)avail / 1e9);
+        return 1;
+    }
+    Llm *m = NULL;
+    RefModel *ref = NULL;
+    int *ids = NULL, n = 0;
+    int rc = llm_open(&m, meta_path, NULL, e);
+    if (rc == 0) rc = ref_load(&ref, model_dir, NULL, e);
+    if (rc == 0 && verify_prompt_ids(llm_meta(m)->tokenizer_dir, model_dir, VERIFY_DEFAULT_PROMPT, &ids, &n, e) < 0) {
+        n = 8;   /* no tokenizer (convert --skip-check): plain ids */
+        ids = xmalloc(sizeof(int) * (size_t)n);
+        for (int i = 0; i < n; i++) ids[i] = 1 + i % (llm_vocab(m) - 1);
+    }
+    if (rc == 0 && n > llm_context(m) / 2) n = llm_context(m) / 2;   /* leave room to generate */
+    if (rc == 0) rc = verify_run(m, ref, ids, n, max_new, r, e);
+    free(ids);
+    ref_free(ref);
+    llm_close(m);
+    return rc;
+}
+
 /* ==== Verdict and text ==== */
 
 static void add(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -186,6 +263,8 @@ char *verify_format(const VerifyReport *r, const VerifyThresholds *t) {
         r->n_positions, r->n_shifts ? " with context shifts" : "");
     add(buf, sizeof buf, "  top-1 agreement   %.2f%% (%d/%d)   [pass >= %.2f%%]\n", 100 * r->agreement, r->agree,
         r->n_positions, 100 * t->min_agreement);
+    add(buf, sizeof buf, "                    %d/%d where the reference is decisive (%d near ties, top-2 logit margin < %.3g)\n",
+        r->agree_decisive, r->n_decisive, r->n_positions - r->n_decisive, VERIFY_NEAR_TIE);
     if (r->has_logits) {
         add(buf, sizeof buf, "  KL divergence     mean %.3g  max %.3g nats   [pass: mean <= %.3g]\n", r->kl_mean, r->kl_max, t->max_kl);
         add(buf, sizeof buf, "  logit cosine      mean %.6f  min %.6f   [pass: mean >= %.6f]\n", r->cos_mean, r->cos_min,
@@ -218,6 +297,7 @@ char *verify_format_json(const VerifyReport *r, const VerifyThresholds *t) {
     int ok = verify_passes(r, t, why, sizeof why);
     add(buf, size, "{\"pass\": %s, \"prompt_tokens\": %d, \"positions\": %d, \"agree\": %d, ", ok ? "true" : "false",
         r->n_prompt, r->n_positions, r->agree);
+    add(buf, size, "\"decisive\": %d, \"agree_decisive\": %d, ", r->n_decisive, r->agree_decisive);
     json_num(buf, size, "agreement", r->agreement, 0);
     if (r->has_logits) {
         json_num(buf, size, "kl_mean", r->kl_mean, 0);
