@@ -50,6 +50,8 @@ libs_of = $(foreach m,$(call closure,$(1)),$(O)/lib/lib$(m).a)
 
 # Generated sources (e.g. protobuf-c) add themselves to GEN_SRC_<module> in module.mk.
 -include $(wildcard src/*/module.mk)
+# module.mk files may define targets (bench-quant, ...): plain `make` still builds the binaries
+.DEFAULT_GOAL := all
 
 src_of  = $(wildcard src/$(1)/*.c)
 objs_of = $(patsubst src/%.c,$(O)/obj/%.o,$(call src_of,$(1))) \
@@ -127,6 +129,10 @@ test: all
 # ---- demo, bench, fuzz: see scripts/ ----------------------------------------
 demo: all
 	scripts/demo.sh
+
+# conversion of a Llama-3.2-1B-shaped random checkpoint against the read+write floor
+bench-convert: all
+	scripts/bench-convert.sh
 
 clean:
 	rm -rf build bin

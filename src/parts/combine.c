@@ -6,8 +6,11 @@
  * from the same quantized weights, so each weight ends up in the file once and is shared
  * (ANEMLL needs a separate dedup pass for this; here it holds by construction).
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "common/util.h"
 #include "mil/ops.h"
@@ -20,6 +23,17 @@ typedef struct Copier {
     const char *src_path;
 } Copier;
 
+/* Drops the pages of a copied blob from this process's view of the source weight.bin: the
+ * reader maps it read-only (MAP_PRIVATE), so the pages stay in the page cache and come back on
+ * a later access; without this, combining two 700 MB functions would keep 1.4 GB resident. */
+static void release_pages(const void *data, uint64_t n) {
+    if (n < ((uint64_t)1 << 20)) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t begin = (uintptr_t)data / page * page;
+    uintptr_t end = ((uintptr_t)data + (uintptr_t)n + page - 1) / page * page;
+    madvise((void *)begin, end - begin, MADV_DONTNEED);
+}
+
 /* The same const data, its blob (if any) re-added to the new weight file. */
 static const MilConst *copy_const(Copier *c, const MilType *t, const MilConst *src, Err *e) {
     MilConst *k = mil_alloc(c->dst, sizeof *k);
@@ -30,6 +44,7 @@ static const MilConst *copy_const(Copier *c, const MilType *t, const MilConst *s
         int64_t numel = mil_type_numel(t);
         if (numel < 0) return err_set(e, "%s: a blob const has an unknown shape", c->src_path), NULL;
         if (pkg_writer_add_blob(c->w, t->dtype, (uint64_t)numel, src->blob.data, &k->blob, e) < 0) return NULL;
+        release_pages(src->blob.data, src->nbytes);
         return k;
     }
     if (src->strs) {

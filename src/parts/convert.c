@@ -36,6 +36,7 @@ struct Conversion {
     ConvertResult *results;
     int n_results, cap_results;
     int ffn_prefill_done;         /* step 3 also wrote the prefill packages */
+    PartPrefetch *prefetch;       /* reads the weights of steps 1-4 ahead */
 };
 
 static const char *const step_titles[CONVERT_STEPS + 1] = {
@@ -403,6 +404,7 @@ int convert_prepare(Conversion **out, const ConvertOptions *o, const char *tool,
 
 void convert_free(Conversion *c) {
     if (!c) return;
+    part_prefetch_stop(c->prefetch);
     ckpt_close(c->ckpt);
     if (c->arch_loaded) arch_free(&c->arch);
     free(c->results);
@@ -413,7 +415,7 @@ void convert_free(Conversion *c) {
 
 static PartSource source(Conversion *c) {
     return (PartSource){.arch = &c->arch, .ckpt = c->ckpt, .threads = c->o.threads, .info = c->info,
-                        .note = part_note, .note_ctx = c};
+                        .note = part_note, .note_ctx = c, .prefetch = c->prefetch};
 }
 
 static PartCommon common(const Conversion *c) {
@@ -675,6 +677,8 @@ static int step_test(Conversion *c, Err *e) {
 
 /* ==== the driver ==== */
 
+static int run_steps(Conversion *c, Err *e);
+
 static int run_step(Conversion *c, int step, Err *e) {
     const ConvertOptions *o = &c->o;
     switch (step) {
@@ -701,8 +705,44 @@ static int run_step(Conversion *c, int step, Err *e) {
     return err_set(e, "unknown step %d", step);
 }
 
+#define PREFETCH_BUDGET ((size_t)256 << 20)
+
+/* Every weight matrix steps 1-4 will read, in their order, read and quantized ahead. */
+static void start_prefetch(Conversion *c) {
+    const ConvertOptions *o = &c->o;
+    PartWeightJob *jobs = NULL;
+    int n = 0, cap = 0;
+    if (convert_step_selected(o, 1)) part_jobs_embeddings(&c->arch, &o->lut[PART_EMBEDDINGS], &jobs, &n, &cap);
+    if (convert_step_selected(o, 2)) part_jobs_lm_head(&c->arch, &o->lut[PART_LM_HEAD], &jobs, &n, &cap);
+    if (convert_step_selected(o, 3) || convert_step_selected(o, 4))
+        for (int ch = 0; ch < c->n_chunks; ch++)
+            part_jobs_ffn(&c->arch, &o->lut[PART_FFN], ch, c->n_chunks, &jobs, &n, &cap);
+    if (n) {
+        PartSource src = source(c);
+        c->prefetch = part_prefetch_start(&src, jobs, n, PREFETCH_BUDGET);
+    }
+    free(jobs);
+}
+
+static void stop_prefetch(Conversion *c) {
+    if (!c->prefetch) return;
+    int hits, misses;
+    part_prefetch_counts(c->prefetch, &hits, &misses);
+    if (misses) say(c, CONVERT_WARNING, "internal: %d weights were read out of the planned order (slower, same output)",
+                    misses);
+    part_prefetch_stop(c->prefetch);
+    c->prefetch = NULL;
+}
+
 int convert_run(Conversion *c, Err *e) {
     if (mkdir_p(c->o.output_dir, e) < 0) return err_wrap(e, "--output");
+    start_prefetch(c);
+    int rc = run_steps(c, e);
+    stop_prefetch(c);
+    return rc;
+}
+
+static int run_steps(Conversion *c, Err *e) {
     for (int step = 1; step <= CONVERT_STEPS; step++) {
         c->step = step;
         ConvertEvent ev = {.step = step, .title = step_titles[step]};

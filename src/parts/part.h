@@ -30,6 +30,8 @@
 /* Notes for the user (e.g. fp16 overflow clamped); the CLI prints them. */
 typedef void (*PartNoteFn)(void *ctx, const char *msg);
 
+typedef struct PartPrefetch PartPrefetch;
+
 typedef struct PartSource {
     const Arch *arch;
     const Checkpoint *ckpt;
@@ -37,6 +39,7 @@ typedef struct PartSource {
     const char *info;               /* com.anemll.info, e.g. "Converted with anemll-c 0.1.0" */
     PartNoteFn note;                /* may be NULL */
     void *note_ctx;
+    PartPrefetch *prefetch;         /* NULL: every weight is read when the builder needs it */
 } PartSource;
 
 /* What one written package holds, for the closing table. */
@@ -72,6 +75,30 @@ int part_write_ffn(const PartSource *src, const PartCommon *c, const LutSpec *lu
  * each function's weights separately (--skip-anemll-dedup) instead of once. */
 int part_combine(const char *infer_path, const char *prefill_path, const char *out_path, int separate_copies,
                  PartReport *r, Err *e);
+
+/* ==== reading ahead ====
+ * The weight matrices the part builders will read, in the order they read them, can be read and
+ * quantized ahead on a background thread while the builders write earlier ones: the builders find
+ * the results ready (and fall back to reading themselves if asked for something else). The output
+ * is the same bytes either way. At most budget_bytes of finished results wait (always at least
+ * one). */
+typedef struct PartWeightJob {
+    char tensor[160];
+    long r0, rows, cols;
+    LutSpec lut;
+} PartWeightJob;
+
+/* Append the jobs of a part to *jobs (*n entries, *cap capacity; grown with xrealloc). */
+void part_jobs_embeddings(const Arch *a, const LutSpec *lut, PartWeightJob **jobs, int *n, int *cap);
+void part_jobs_lm_head(const Arch *a, const LutSpec *lut, PartWeightJob **jobs, int *n, int *cap);
+void part_jobs_ffn(const Arch *a, const LutSpec *lut, int chunk, int n_chunks, PartWeightJob **jobs, int *n, int *cap);
+
+/* Starts reading ahead (the jobs are copied). src->prefetch is not set by this call. */
+PartPrefetch *part_prefetch_start(const PartSource *src, const PartWeightJob *jobs, int n, size_t budget_bytes);
+/* Stops the background thread and frees what it holds. NULL is a no-op. */
+void part_prefetch_stop(PartPrefetch *p);
+/* Requests served from results read ahead, and requests that were not the next job. */
+void part_prefetch_counts(const PartPrefetch *p, int *hits, int *misses);
 
 /* Total bytes of the regular files under path (a package directory or a file); 0 if absent. */
 uint64_t part_disk_bytes(const char *path);

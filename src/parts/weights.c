@@ -1,10 +1,17 @@
-/* weights.c - streaming checkpoint tensors into packages, LUT-quantized or fp16 (see internal.h).
+/* weights.c - streaming checkpoint tensors into packages, LUT-quantized or fp16 (see internal.h),
+ * and reading them ahead on a background thread (part.h).
  *
- * Memory: a tensor is read in blocks of whole LUT groups (about BLOCK_VALUES values); only the
- * packed result (bits/16 of the fp16 size) or, without a LUT, the fp16 tensor is held until it
- * is written as one blob. A per-tensor LUT over a tensor too large to hold whole is fitted in
- * two passes (histogram, then indices).
+ * A matrix goes through two stages: compute (read it in blocks of whole LUT groups, about
+ * BLOCK_VALUES values at a time, convert to fp16, quantize and pack), then store (add the
+ * blobs to every target's weight.bin and make the MIL values). Only the packed result (bits/16 of
+ * the fp16 size) or, without a LUT, the fp16 tensor is held between the two. A per-tensor LUT
+ * over a tensor too large to hold whole is fitted in two passes (histogram, then indices).
+ *
+ * The prefetcher runs the compute stage of the planned jobs in order on its own thread (whose
+ * quantization uses the worker threads), so reading and quantizing the next matrix overlaps
+ * with writing the current one. Results are identical to computing on demand.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,10 +47,56 @@ static MilDType index_dtype(int bits) {
     }
 }
 
-/* ==== reading ==== */
+/* ==== the compute stage ==== */
 
-static const StTensor *find_tensor(const WeightLoader *l, const char *name, long rows_needed, long cols, Err *e) {
-    const StTensor *t = ckpt_require(l->src->ckpt, name, e);
+/* A matrix as read (and quantized): the result of one job. */
+typedef struct WeightData {
+    uint16_t *fp16;               /* no LUT: rows x cols */
+    uint8_t *packed;              /* LUT: packed indices */
+    size_t packed_bytes;
+    uint16_t *table;              /* LUT: (groups, 2^bits) */
+    size_t groups;
+    LutStats stats;
+    long clamped;                 /* values beyond the fp16 range, clamped to +-65504 */
+} WeightData;
+
+/* Block buffers reused from one matrix to the next (fresh multi-megabyte buffers would be
+ * page-faulted in and zeroed by the kernel for every matrix). */
+typedef struct Scratch {
+    uint16_t *w;                  /* fp16 block */
+    uint8_t *idx;                 /* its LUT indices */
+    size_t cap;                   /* values */
+} Scratch;
+
+static void scratch_reserve(Scratch *s, size_t values) {
+    if (values <= s->cap) return;
+    free(s->w);
+    free(s->idx);
+    s->w = xmalloc(sizeof *s->w * values);
+    s->idx = xmalloc(values);
+    s->cap = values;
+}
+
+static void scratch_free(Scratch *s) {
+    free(s->w);
+    free(s->idx);
+    memset(s, 0, sizeof *s);
+}
+
+static void weight_data_free(WeightData *d) {
+    free(d->fp16);
+    free(d->packed);
+    free(d->table);
+    memset(d, 0, sizeof *d);
+}
+
+static size_t weight_data_bytes(const WeightData *d, const PartWeightJob *j) {
+    if (d->fp16) return (size_t)j->rows * (size_t)j->cols * 2;
+    return d->packed_bytes + d->groups * ((size_t)2 << j->lut.bits);
+}
+
+static const StTensor *find_tensor(const Checkpoint *ck, const char *name, long rows_needed, long cols, Err *e) {
+    const StTensor *t = ckpt_require(ck, name, e);
     if (!t) return NULL;
     int ok = cols > 0 ? t->ndim == 2 && t->shape[1] == cols && t->shape[0] >= rows_needed
                       : t->ndim == 1 && t->shape[0] == rows_needed;
@@ -55,22 +108,264 @@ static const StTensor *find_tensor(const WeightLoader *l, const char *name, long
     return t;
 }
 
-/* Rows [r0, r0+n) as fp16 into dst; values beyond the fp16 range are clamped to +-65504. */
-static int read_rows(const WeightLoader *l, const StTensor *t, size_t r0, size_t n, uint16_t *dst, Err *e) {
+/* Rows [r0, r0+n) as fp16 into dst; values beyond the fp16 range are clamped to +-65504 and
+ * counted in *clamped. */
+static int read_rows(const StTensor *t, size_t r0, size_t n, uint16_t *dst, long *clamped, Err *e) {
     long over = st_read_rows_f16(t, r0, n, dst, e);
     if (over < 0) return -1;
     if (over > 0) {
         fp16_saturate_inf(dst, n * st_row_numel(t));
-        if (l->src->note) {
-            char msg[320];
-            snprintf(msg, sizeof msg, "%s: %ld values beyond the fp16 range were clamped to +-65504", t->name, over);
-            l->src->note(l->src->note_ctx, msg);
-        }
+        *clamped += over;
     }
     return 0;
 }
 
-/* ==== adding data to every target ==== */
+static size_t gcd_size(size_t a, size_t b) {
+    while (b) {
+        size_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* Rows per block: a multiple of the group and of 8 (so packed blocks start on a byte). */
+static size_t block_rows(size_t rows, size_t cols, size_t group) {
+    size_t unit = group ? group / gcd_size(group, 8) * 8 : 8;
+    size_t want = BLOCK_VALUES / (cols ? cols : 1);
+    size_t r = want / unit * unit;
+    if (r < unit) r = unit;
+    return r < rows ? r : rows;
+}
+
+/* Grouped LUT (group divides rows): blocks of whole groups, quantized and packed in place. */
+static int quantize_grouped(const StTensor *t, const PartWeightJob *j, int threads, Scratch *sc, WeightData *d,
+                            Err *e) {
+    size_t rows = (size_t)j->rows, cols = (size_t)j->cols, group = (size_t)j->lut.group;
+    size_t per = (size_t)1 << j->lut.bits;
+    size_t br = block_rows(rows, cols, group);
+    scratch_reserve(sc, br * cols);
+    uint16_t *w = sc->w;
+    uint8_t *idx = sc->idx;
+    int rc = 0;
+    for (size_t s = 0; s < rows && rc == 0; s += br) {
+        size_t n = rows - s < br ? rows - s : br;
+        rc = read_rows(t, (size_t)j->r0 + s, n, w, &d->clamped, e);
+        if (rc == 0)
+            rc = lut_quantize_rows(w, n, cols, group, j->lut.bits, threads, t->name, (size_t)j->r0 + s,
+                                   d->table + s / group * per, idx, &d->stats, e);
+        if (rc == 0) lut_pack_indices(idx, n * cols, j->lut.bits, d->packed + s * cols * (size_t)j->lut.bits / 8);
+    }
+    return rc;
+}
+
+/* One LUT for the whole tensor: in one pass if it is small enough, else histogram + mapping. */
+static int quantize_per_tensor(const StTensor *t, const PartWeightJob *j, int threads, Scratch *sc, WeightData *d,
+                               Err *e) {
+    size_t rows = (size_t)j->rows, cols = (size_t)j->cols, numel = rows * cols, r0 = (size_t)j->r0;
+    int bits = j->lut.bits;
+    if (numel <= WHOLE_TENSOR_VALUES) {
+        uint16_t *w = xmalloc(sizeof *w * numel);
+        uint8_t *idx = xmalloc(numel);
+        int rc = read_rows(t, r0, rows, w, &d->clamped, e);
+        if (rc == 0)
+            rc = lut_quantize_rows(w, rows, cols, rows, bits, threads, t->name, r0, d->table, idx, &d->stats, e);
+        if (rc == 0) lut_pack_indices(idx, numel, bits, d->packed);
+        free(w);
+        free(idx);
+        return rc;
+    }
+    size_t br = block_rows(rows, cols, 0);
+    scratch_reserve(sc, br * cols);
+    uint16_t *w = sc->w;
+    uint8_t *idx = sc->idx;
+    LutHist *h = lut_hist_new();
+    LutMap *m = NULL;
+    int used = 0, rc = 0;
+    long ignored = 0;
+    for (size_t s = 0; s < rows && rc == 0; s += br) {
+        size_t n = rows - s < br ? rows - s : br;
+        rc = read_rows(t, r0 + s, n, w, &d->clamped, e);
+        if (rc == 0) rc = lut_hist_add(h, w, n * cols, t->name, e);
+    }
+    if (rc == 0) rc = lut_hist_fit(h, bits, d->table, &used, &d->stats, e);
+    if (rc == 0) m = lut_map_new(d->table, used);
+    for (size_t s = 0; s < rows && rc == 0; s += br) {
+        size_t n = rows - s < br ? rows - s : br;
+        rc = read_rows(t, r0 + s, n, w, &ignored, e);   /* counted in the first pass */
+        if (rc == 0) rc = lut_map_apply(m, w, n * cols, idx, t->name, e);
+        if (rc == 0) lut_pack_indices(idx, n * cols, bits, d->packed + s * cols * (size_t)bits / 8);
+    }
+    lut_map_free(m);
+    lut_hist_free(h);
+    return rc;
+}
+
+static int compute_matrix(const PartSource *src, const PartWeightJob *j, Scratch *sc, WeightData *d, Err *e) {
+    memset(d, 0, sizeof *d);
+    const StTensor *t = find_tensor(src->ckpt, j->tensor, j->r0 + j->rows, j->cols, e);
+    if (!t) return -1;
+    size_t rows = (size_t)j->rows, cols = (size_t)j->cols;
+    int rc = 0;
+    if (j->lut.bits > 0) {
+        if (lut_check_channels(&j->lut, "LUT", j->tensor, j->rows, e) < 0) return -1;
+        d->groups = j->lut.group > 0 ? rows / (size_t)j->lut.group : 1;
+        d->packed_bytes = lut_packed_size(rows * cols, j->lut.bits);
+        d->packed = xcalloc(d->packed_bytes ? d->packed_bytes : 1, 1);
+        d->table = xcalloc(d->groups << j->lut.bits, sizeof *d->table);
+        rc = j->lut.group > 0 ? quantize_grouped(t, j, src->threads, sc, d, e)
+                              : quantize_per_tensor(t, j, src->threads, sc, d, e);
+    } else {
+        d->fp16 = xmalloc(sizeof *d->fp16 * rows * cols);
+        size_t br = block_rows(rows, cols, 0);
+        for (size_t s = 0; s < rows && rc == 0; s += br) {
+            size_t n = rows - s < br ? rows - s : br;
+            rc = read_rows(t, (size_t)j->r0 + s, n, d->fp16 + s * cols, &d->clamped, e);
+        }
+    }
+    if (rc < 0) weight_data_free(d);
+    return rc;
+}
+
+/* ==== reading ahead ==== */
+
+typedef struct Slot {
+    WeightData data;
+    int done, rc;
+    Err err;
+} Slot;
+
+struct PartPrefetch {
+    PartSource src;
+    PartWeightJob *jobs;
+    Slot *slots;
+    int n;
+    int next;                     /* the next job the builders will take */
+    int produced;                 /* jobs the thread has finished */
+    int stop;
+    size_t budget, held;          /* bytes of finished results not yet taken */
+    int hits, misses;
+    Scratch scratch;              /* the thread's block buffers */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+};
+
+static void *prefetch_main(void *arg) {
+    PartPrefetch *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (int i = 0; i < p->n && !p->stop; i++) {
+        /* wait while results are waiting beyond the budget (but keep at least one ahead) */
+        while (!p->stop && i > p->next && p->held >= p->budget) pthread_cond_wait(&p->cv, &p->mu);
+        if (p->stop) break;
+        if (i < p->next) {            /* the builders went past this job */
+            p->produced = i + 1;
+            continue;
+        }
+        pthread_mutex_unlock(&p->mu);
+        Slot *s = &p->slots[i];
+        s->rc = compute_matrix(&p->src, &p->jobs[i], &p->scratch, &s->data, &s->err);
+        pthread_mutex_lock(&p->mu);
+        s->done = 1;
+        p->produced = i + 1;
+        if (s->rc == 0) p->held += weight_data_bytes(&s->data, &p->jobs[i]);
+        pthread_cond_broadcast(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+PartPrefetch *part_prefetch_start(const PartSource *src, const PartWeightJob *jobs, int n, size_t budget_bytes) {
+    PartPrefetch *p = xcalloc(1, sizeof *p);
+    p->src = *src;
+    p->src.prefetch = NULL;
+    p->n = n;
+    p->jobs = xmalloc(sizeof *p->jobs * (size_t)(n ? n : 1));
+    memcpy(p->jobs, jobs, sizeof *jobs * (size_t)n);
+    p->slots = xcalloc((size_t)(n ? n : 1), sizeof *p->slots);
+    p->budget = budget_bytes;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    if (pthread_create(&p->thread, NULL, prefetch_main, p) != 0) {
+        p->stop = 1;
+        p->produced = n;   /* no thread: every request is computed on demand */
+        p->thread = 0;
+    }
+    return p;
+}
+
+void part_prefetch_stop(PartPrefetch *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    if (p->thread) pthread_join(p->thread, NULL);
+    for (int i = 0; i < p->n; i++) weight_data_free(&p->slots[i].data);
+    scratch_free(&p->scratch);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p->jobs);
+    free(p->slots);
+    free(p);
+}
+
+void part_prefetch_counts(const PartPrefetch *p, int *hits, int *misses) {
+    *hits = p->hits;
+    *misses = p->misses;
+}
+
+static int same_job(const PartWeightJob *a, const PartWeightJob *b) {
+    return !strcmp(a->tensor, b->tensor) && a->r0 == b->r0 && a->rows == b->rows && a->cols == b->cols &&
+           a->lut.bits == b->lut.bits && (a->lut.bits == 0 || a->lut.group == b->lut.group);
+}
+
+/* Computes job j on the calling thread. */
+static int compute_here(const PartSource *src, const PartWeightJob *j, WeightData *d, Err *e) {
+    Scratch sc = {0};
+    int rc = compute_matrix(src, j, &sc, d, e);
+    scratch_free(&sc);
+    return rc;
+}
+
+/* The result of job j: taken from the prefetcher when it is the next planned job, else
+ * computed here. */
+static int obtain_matrix(const PartSource *src, const PartWeightJob *j, WeightData *d, Err *e) {
+    PartPrefetch *p = src->prefetch;
+    if (!p) return compute_here(src, j, d, e);
+    pthread_mutex_lock(&p->mu);
+    if (p->next >= p->n || !same_job(&p->jobs[p->next], j)) {
+        /* not the planned order: stop reading ahead (its results would never be used) */
+        p->misses++;
+        p->stop = 1;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        return compute_here(src, j, d, e);
+    }
+    int i = p->next;
+    while (!p->slots[i].done && p->produced <= i) pthread_cond_wait(&p->cv, &p->mu);
+    Slot *s = &p->slots[i];
+    int rc;
+    if (s->done) {
+        p->hits++;
+        rc = s->rc;
+        if (rc == 0) {
+            *d = s->data;
+            p->held -= weight_data_bytes(d, j);
+            memset(&s->data, 0, sizeof s->data);
+        } else {
+            *e = s->err;
+        }
+    } else {
+        rc = 1;   /* the thread skipped or stopped: compute here */
+    }
+    p->next = i + 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return rc == 1 ? compute_here(src, j, d, e) : rc;
+}
+
+/* ==== the store stage ==== */
 
 /* A literal (inline or blob) holding data, for each target. */
 static int add_literal(WeightLoader *l, MilDType dt, int rank, const int64_t *dims, uint64_t numel, const void *data,
@@ -107,156 +402,103 @@ int wl_fp16(WeightLoader *l, const uint16_t *data, int rank, const int64_t *dims
     return 0;
 }
 
+static void note_clamped(const WeightLoader *l, const char *tensor, long clamped) {
+    if (clamped <= 0 || !l->src->note) return;
+    char msg[320];
+    snprintf(msg, sizeof msg, "%s: %ld values beyond the fp16 range were clamped to +-65504", tensor, clamped);
+    l->src->note(l->src->note_ctx, msg);
+}
+
 int wl_vector(WeightLoader *l, const char *tensor, long n, int rank, const int64_t *dims, const char *name,
               MilValue **vals, Err *e) {
-    const StTensor *t = find_tensor(l, tensor, n, 0, e);
+    const StTensor *t = find_tensor(l->src->ckpt, tensor, n, 0, e);
     if (!t) return -1;
     uint16_t *buf = xmalloc(sizeof *buf * (size_t)n);
-    int rc = read_rows(l, t, 0, (size_t)n, buf, e);
+    long clamped = 0;
+    int rc = read_rows(t, 0, (size_t)n, buf, &clamped, e);
+    note_clamped(l, tensor, clamped);
     if (rc == 0) rc = wl_fp16(l, buf, rank, dims, name, vals, e);
     free(buf);
     return rc;
 }
 
-/* ==== matrices ==== */
-
-static size_t gcd_size(size_t a, size_t b) {
-    while (b) {
-        size_t t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
-/* Rows per block: a multiple of the group and of 8 (so packed blocks start on a byte). */
-static size_t block_rows(size_t rows, size_t cols, size_t group) {
-    size_t unit = group ? group / gcd_size(group, 8) * 8 : 8;
-    size_t want = BLOCK_VALUES / (cols ? cols : 1);
-    size_t r = want / unit * unit;
-    if (r < unit) r = unit;
-    return r < rows ? r : rows;
-}
-
-static void add_stats(WeightLoader *l, const LutStats *s) {
-    for (int i = 0; i < l->n; i++) {
-        lut_stats_add(&l->t[i].r->lut, s);
-        l->t[i].r->quantized = 1;
-    }
-}
-
-/* Grouped LUT (group divides rows): blocks of whole groups, quantized and packed in place. */
-static int quantize_grouped(WeightLoader *l, const StTensor *t, size_t r0, size_t rows, size_t cols,
-                            const LutSpec *lut, uint16_t *table, uint8_t *packed, LutStats *stats, Err *e) {
-    size_t group = (size_t)lut->group, per = (size_t)1 << lut->bits;
-    size_t br = block_rows(rows, cols, group);
-    uint16_t *w = xmalloc(sizeof *w * br * cols);
-    uint8_t *idx = xmalloc(br * cols);
-    int rc = 0;
-    for (size_t s = 0; s < rows && rc == 0; s += br) {
-        size_t n = rows - s < br ? rows - s : br;
-        rc = read_rows(l, t, r0 + s, n, w, e);
-        if (rc == 0)
-            rc = lut_quantize_rows(w, n, cols, group, lut->bits, l->src->threads, t->name, r0 + s,
-                                   table + s / group * per, idx, stats, e);
-        if (rc == 0) lut_pack_indices(idx, n * cols, lut->bits, packed + s * cols * (size_t)lut->bits / 8);
-    }
-    free(w);
-    free(idx);
-    return rc;
-}
-
-/* One LUT for the whole tensor: in one pass if it is small enough, else histogram + mapping. */
-static int quantize_per_tensor(WeightLoader *l, const StTensor *t, size_t r0, size_t rows, size_t cols,
-                               const LutSpec *lut, uint16_t *table, uint8_t *packed, LutStats *stats, Err *e) {
-    size_t numel = rows * cols;
-    if (numel <= WHOLE_TENSOR_VALUES) {
-        uint16_t *w = xmalloc(sizeof *w * numel);
-        uint8_t *idx = xmalloc(numel);
-        int rc = read_rows(l, t, r0, rows, w, e);
-        if (rc == 0) rc = lut_quantize_rows(w, rows, cols, rows, lut->bits, l->src->threads, t->name, r0, table, idx,
-                                            stats, e);
-        if (rc == 0) lut_pack_indices(idx, numel, lut->bits, packed);
-        free(w);
-        free(idx);
-        return rc;
-    }
-    size_t br = block_rows(rows, cols, 0);
-    uint16_t *w = xmalloc(sizeof *w * br * cols);
-    uint8_t *idx = xmalloc(br * cols);
-    LutHist *h = lut_hist_new();
-    LutMap *m = NULL;
-    int used = 0, rc = 0;
-    for (size_t s = 0; s < rows && rc == 0; s += br) {
-        size_t n = rows - s < br ? rows - s : br;
-        rc = read_rows(l, t, r0 + s, n, w, e);
-        if (rc == 0) rc = lut_hist_add(h, w, n * cols, t->name, e);
-    }
-    if (rc == 0) rc = lut_hist_fit(h, lut->bits, table, &used, stats, e);
-    if (rc == 0) m = lut_map_new(table, used);
-    for (size_t s = 0; s < rows && rc == 0; s += br) {
-        size_t n = rows - s < br ? rows - s : br;
-        rc = read_rows(l, t, r0 + s, n, w, e);
-        if (rc == 0) rc = lut_map_apply(m, w, n * cols, idx, t->name, e);
-        if (rc == 0) lut_pack_indices(idx, n * cols, lut->bits, packed + s * cols * (size_t)lut->bits / 8);
-    }
-    lut_map_free(m);
-    lut_hist_free(h);
-    free(w);
-    free(idx);
-    return rc;
-}
-
-static int matrix_lut(WeightLoader *l, const StTensor *t, size_t r0, size_t rows, size_t cols, int rank,
-                      const int64_t *dims, const LutSpec *lut, const char *name, MilValue **vals, Err *e) {
-    size_t numel = rows * cols, per = (size_t)1 << lut->bits;
-    size_t groups = lut->group > 0 ? rows / (size_t)lut->group : 1;
-    size_t packed_bytes = lut_packed_size(numel, lut->bits);
-    uint8_t *packed = xcalloc(packed_bytes ? packed_bytes : 1, 1);
-    uint16_t *table = xcalloc(groups * per, sizeof *table);
-    LutStats stats = {0};
-    int rc = lut->group > 0 ? quantize_grouped(l, t, r0, rows, cols, lut, table, packed, &stats, e)
-                            : quantize_per_tensor(l, t, r0, rows, cols, lut, table, packed, &stats, e);
+static int store_lut(WeightLoader *l, const PartWeightJob *j, const WeightData *d, int rank, const int64_t *dims,
+                     const char *name, MilValue **vals, Err *e) {
+    size_t per = (size_t)1 << j->lut.bits, numel = (size_t)j->rows * (size_t)j->cols;
     MilValue *ix[PARTS_MAX_TARGETS], *lt[PARTS_MAX_TARGETS];
     int64_t lut_dims[MIL_MAX_RANK];
-    lut_dims[0] = (int64_t)groups;
-    for (int d = 1; d < rank; d++) lut_dims[d] = 1;
+    lut_dims[0] = (int64_t)d->groups;
+    for (int k = 1; k < rank; k++) lut_dims[k] = 1;
     lut_dims[rank] = (int64_t)per;
     lut_dims[rank + 1] = 1;
-    if (rc == 0) rc = add_literal(l, index_dtype(lut->bits), rank, dims, numel, packed, packed_bytes, ix, e);
-    if (rc == 0) rc = add_literal(l, MIL_FP16, rank + 2, lut_dims, groups * per, table, groups * per * 2, lt, e);
-    for (int i = 0; i < l->n && rc == 0; i++) {
+    if (add_literal(l, index_dtype(j->lut.bits), rank, dims, numel, d->packed, d->packed_bytes, ix, e) < 0 ||
+        add_literal(l, MIL_FP16, rank + 2, lut_dims, d->groups * per, d->table, d->groups * per * 2, lt, e) < 0)
+        return -1;
+    for (int i = 0; i < l->n; i++) {
         vals[i] = mil_add_lut_to_dense(l->t[i].f, name, ix[i], lt[i], -1);
-        if (!vals[i]) rc = mil_error(l->t[i].f->prog, e);
+        if (!vals[i]) return mil_error(l->t[i].f->prog, e);
+        lut_stats_add(&l->t[i].r->lut, &d->stats);
+        l->t[i].r->quantized = 1;
     }
-    if (rc == 0) add_stats(l, &stats);
-    free(packed);
-    free(table);
-    return rc;
-}
-
-static int matrix_fp16(WeightLoader *l, const StTensor *t, size_t r0, size_t rows, size_t cols, int rank,
-                       const int64_t *dims, const char *name, MilValue **vals, Err *e) {
-    uint16_t *w = xmalloc(sizeof *w * rows * cols);
-    size_t br = block_rows(rows, cols, 0);
-    int rc = 0;
-    for (size_t s = 0; s < rows && rc == 0; s += br) {
-        size_t n = rows - s < br ? rows - s : br;
-        rc = read_rows(l, t, r0 + s, n, w + s * cols, e);
-    }
-    if (rc == 0) rc = wl_fp16(l, w, rank, dims, name, vals, e);
-    free(w);
-    return rc;
+    return 0;
 }
 
 int wl_matrix(WeightLoader *l, const char *tensor, long r0, long rows, long cols, int rank, const int64_t *dims,
               const LutSpec *lut, const char *name, MilValue **vals, Err *e) {
-    const StTensor *t = find_tensor(l, tensor, r0 + rows, cols, e);
-    if (!t) return -1;
     AN_ASSERT(rank >= 2 && rank + 2 <= MIL_MAX_RANK && dims[0] == rows);
-    if (lut && lut->bits > 0) {
-        if (lut_check_channels(lut, "LUT", tensor, rows, e) < 0) return -1;
-        return matrix_lut(l, t, (size_t)r0, (size_t)rows, (size_t)cols, rank, dims, lut, name, vals, e);
+    PartWeightJob j = {.r0 = r0, .rows = rows, .cols = cols, .lut = lut ? *lut : (LutSpec){0, 0}};
+    if (strlen(tensor) >= sizeof j.tensor) return err_set(e, "tensor name %s is too long", tensor);
+    strcpy(j.tensor, tensor);
+    WeightData d;
+    if (obtain_matrix(l->src, &j, &d, e) < 0) return -1;
+    note_clamped(l, tensor, d.clamped);
+    int rc = j.lut.bits > 0 ? store_lut(l, &j, &d, rank, dims, name, vals, e) : wl_fp16(l, d.fp16, rank, dims, name, vals, e);
+    weight_data_free(&d);
+    return rc;
+}
+
+/* ==== job lists ==== */
+
+static void add_job(PartWeightJob **jobs, int *n, int *cap, const char *tensor, long r0, long rows, long cols,
+                    const LutSpec *lut) {
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *jobs = xrealloc(*jobs, sizeof **jobs * (size_t)*cap);
     }
-    return matrix_fp16(l, t, (size_t)r0, (size_t)rows, (size_t)cols, rank, dims, name, vals, e);
+    PartWeightJob *j = &(*jobs)[(*n)++];
+    memset(j, 0, sizeof *j);
+    snprintf(j->tensor, sizeof j->tensor, "%s", tensor);
+    j->r0 = r0;
+    j->rows = rows;
+    j->cols = cols;
+    j->lut = *lut;
+}
+
+void part_jobs_embeddings(const Arch *a, const LutSpec *lut, PartWeightJob **jobs, int *n, int *cap) {
+    char t[160];
+    add_job(jobs, n, cap, arch_tensor_name(a, "embed_tokens.weight", t, sizeof t), 0, a->vocab, a->hidden, lut);
+}
+
+void part_jobs_lm_head(const Arch *a, const LutSpec *lut, PartWeightJob **jobs, int *n, int *cap) {
+    int sizes[PLAN_MAX_SPLITS];
+    int s = plan_lm_head_sizes(a, sizes);
+    long offset = 0;
+    for (int i = 0; i < s; i++) {
+        add_job(jobs, n, cap, arch_lm_head_name(a), offset, sizes[i], a->hidden, lut);
+        offset += sizes[i];
+    }
+}
+
+void part_jobs_ffn(const Arch *a, const LutSpec *lut, int chunk, int n_chunks, PartWeightJob **jobs, int *n,
+                   int *cap) {
+    int first, count;
+    plan_chunk_layers(a->n_layers, n_chunks, chunk, &first, &count);
+    long h = a->hidden, q = arch_q_dim(a), kv = arch_kv_dim(a), in = a->intermediate;
+    const ArchWeight w[7] = {W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN};
+    const long rows[7] = {q, kv, kv, h, in, in, h}, cols[7] = {h, h, h, q, h, h, in};
+    for (int layer = first; layer < first + count; layer++)
+        for (int k = 0; k < 7; k++) {
+            char t[160];
+            add_job(jobs, n, cap, arch_layer_tensor_name(a, layer, w[k], t, sizeof t), 0, rows[k], cols[k], lut);
+        }
 }

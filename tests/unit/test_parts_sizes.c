@@ -190,6 +190,70 @@ static void test_qwen3(void **state) {
     run_model("qwen3", 0, (LutSpec){3, 0}, 64, 1, 2);    /* 8-entry LUTs are inline literals; batch 1 */
 }
 
+/* Reading ahead on a background thread: every planned matrix is served from it (no misses),
+ * the packages are byte-identical to reading on demand, a request out of the planned order still
+ * works (computed on demand, counted as a miss), and a budget of 0 still keeps one job ahead. */
+static void test_prefetch(void **state) {
+    (void)state;
+    Model m;
+    model_open(&m, "llama", 1, 3);
+    const Arch *a = &m.arch;
+    LutSpec l6 = {6, 4}, l4 = {4, 8};
+    PartCommon c = {.context = 64, .batch = 8, .state_length = plan_state_length(a, 64), .n_chunks = 2};
+    PartWeightJob *jobs = NULL;
+    int n = 0, cap = 0;
+    part_jobs_embeddings(a, &l4, &jobs, &n, &cap);
+    part_jobs_lm_head(a, &l6, &jobs, &n, &cap);
+    for (int ch = 0; ch < 2; ch++) part_jobs_ffn(a, &l6, ch, 2, &jobs, &n, &cap);
+    assert_int_equal(n, 1 + 8 + 3 * 7);
+    Err e = {0};
+    PartReport r[2];
+    const char *names[] = {"e", "h", "f0", "p0", "f1", "p1"};
+    char *plain[6], *ahead[6];
+    for (int i = 0; i < 6; i++) {
+        char nm[16];
+        plain[i] = pkg_path(names[i]);
+        snprintf(nm, sizeof nm, "%s_pf", names[i]);
+        ahead[i] = pkg_path(nm);
+    }
+    for (size_t budget = 0; budget <= (64u << 20); budget += 64u << 20) {
+        PartSource src = m.src;
+        src.prefetch = part_prefetch_start(&m.src, jobs, n, budget);
+        for (int pass = 0; pass < 2; pass++) {
+            PartSource *s = pass ? &src : &m.src;
+            char **out = pass ? ahead : plain;
+            if (part_write_embeddings(s, &c, &l4, out[0], &r[0], &e) < 0 ||
+                part_write_lm_head(s, &c, &l6, 0, out[1], &r[0], &e) < 0 ||
+                part_write_ffn(s, &c, &l6, 0, out[2], out[3], r, &e) < 0 ||
+                part_write_ffn(s, &c, &l6, 1, out[4], out[5], r, &e) < 0)
+                fail_msg("%s", e.msg);
+        }
+        int hits, misses;
+        part_prefetch_counts(src.prefetch, &hits, &misses);
+        assert_int_equal(hits, n);
+        assert_int_equal(misses, 0);
+        for (int i = 0; i < 6; i++) assert_true(packages_equal(plain[i], ahead[i]));
+        part_prefetch_stop(src.prefetch);
+    }
+    /* out of order: the LM head first while the plan starts with the embeddings */
+    PartSource src = m.src;
+    src.prefetch = part_prefetch_start(&m.src, jobs, n, 1 << 20);
+    if (part_write_lm_head(&src, &c, &l6, 0, ahead[1], &r[0], &e) < 0) fail_msg("%s", e.msg);
+    assert_true(packages_equal(plain[1], ahead[1]));
+    int hits, misses;
+    part_prefetch_counts(src.prefetch, &hits, &misses);
+    assert_int_equal(hits, 0);
+    assert_true(misses > 0);
+    part_prefetch_stop(src.prefetch);
+    part_prefetch_stop(NULL);
+    for (int i = 0; i < 6; i++) {
+        free(plain[i]);
+        free(ahead[i]);
+    }
+    free(jobs);
+    model_close(&m);
+}
+
 static void test_qwen2(void **state) {
     (void)state;
     run_model("qwen2", 0, (LutSpec){2, 4}, 128, 8, 2);
@@ -202,6 +266,7 @@ int main(void) {
         cmocka_unit_test(test_llama_biases),
         cmocka_unit_test(test_qwen3),
         cmocka_unit_test(test_qwen2),
+        cmocka_unit_test(test_prefetch),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,56 @@
+#!/bin/bash
+# make bench-convert: convert a Llama-3.2-1B-shaped random checkpoint (anemll-mkmodel --preset
+# llama-3.2-1b: hidden 2048, 16 layers, intermediate 8192, 32/8 heads, head_dim 64, vocab 128256,
+# tied) with --lut2 6 --lut3 6 --chunk 1, and compare its wall time with the physical floor
+# measured in the same run: reading the input once (cat > /dev/null) plus writing the same number
+# of output bytes once (dd, fsynced like the package writer). Targets: at most 3x the floor,
+# peak RSS at most 1.5 GB. Files go under $BENCH_DIR (default build/bench-convert); the 2.5 GB
+# checkpoint is kept for the next run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=${BENCH_DIR:-build/bench-convert}
+[ -x bin/anemll ] && [ -x bin/anemll-mkmodel ] || { echo "error: run 'make' first" >&2; exit 1; }
+mkdir -p "$B"
+if ! grep -qs '"hidden_size":[[:space:]]*2048' "$B/model/config.json"; then
+    echo "== generating the Llama-3.2-1B-shaped checkpoint (2.5 GB) in $B/model"
+    bin/anemll-mkmodel --arch llama --preset llama-3.2-1b --out "$B/model" --force
+fi
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+
+in_bytes=$(cat "$B"/model/*.safetensors | wc -c)
+rm -rf "$B/out"
+echo "== anemll convert --lut2 6 --lut3 6 --chunk 1 (log: $B/convert.log)"
+TIMEFORMAT='%R %U %S'
+t0=$(now)
+{ time bin/anemll convert --model "$B/model" --output "$B/out" --lut2 6 --lut3 6 --chunk 1 >"$B/convert.log"; } \
+    2>"$B/time.txt"
+t1=$(now)
+wall=$(secs "$t0" "$t1")
+read -r _ user sys <"$B/time.txt"
+rss_mib=$(sed -n 's/.*(peak memory \([0-9]*\) MiB).*/\1/p' "$B/convert.log")
+out_bytes=$(find "$B/out" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }')
+
+echo "== floor: read the input once, write $out_bytes bytes once"
+t0=$(now)
+cat "$B"/model/*.safetensors >/dev/null
+t1=$(now)
+read_s=$(secs "$t0" "$t1")
+t0=$(now)
+dd if=/dev/zero of="$B/floor.bin" bs=4M count=$(( (out_bytes + 4194303) / 4194304 )) conv=fsync status=none
+t1=$(now)
+rm -f "$B/floor.bin"
+write_s=$(secs "$t0" "$t1")
+
+grep -E '^  (llama_|\[chunk)' "$B/convert.log" | sed 's/^/  /'
+awk -v wall="$wall" -v user="$user" -v sys="$sys" -v rd="$read_s" -v wr="$write_s" -v rss="$rss_mib" \
+    -v inb="$in_bytes" -v outb="$out_bytes" -v load="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN {
+    floor = rd + wr
+    printf "\ninput  %.2f GB read in %.2f s; output %.2f GB written in %.2f s (fsync); floor %.2f s\n",
+           inb / 1e9, rd, outb / 1e9, wr, floor
+    printf "convert %.2f s wall (%.2f s user + %.2f s sys CPU), peak RSS %d MiB, load average %s\n",
+           wall, user, sys, rss, load
+    printf "ratio   %.2f x the floor (target <= 3): %s; peak RSS %.2f GB (target <= 1.5): %s\n",
+           wall / floor, wall <= 3 * floor ? "met" : "MISSED", rss * 1048576 / 1e9,
+           rss * 1048576 <= 1.5e9 ? "met" : "MISSED"
+}'
