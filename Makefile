@@ -50,8 +50,6 @@ libs_of = $(foreach m,$(call closure,$(1)),$(O)/lib/lib$(m).a)
 
 # Generated sources (e.g. protobuf-c) add themselves to GEN_SRC_<module> in module.mk.
 -include $(wildcard src/*/module.mk)
-# module.mk files may define targets (bench-quant, ...): plain `make` still builds the binaries
-.DEFAULT_GOAL := all
 
 src_of  = $(wildcard src/$(1)/*.c)
 objs_of = $(patsubst src/%.c,$(O)/obj/%.o,$(call src_of,$(1))) \

@@ -66,7 +66,8 @@ static void on_event(void *ctx, const ConvertEvent *ev) {
     case CONVERT_STEP_BEGIN: printf("\nStep %d: %s\n", ev->step, ev->title); break;
     case CONVERT_STEP_SKIP: printf("\nSkipping step %d: %s\n", ev->step, ev->title); break;
     case CONVERT_STEP_END:
-        printf("  step %d done in %.1f s (%.1f s elapsed)\n", ev->step, ev->seconds, now_seconds() - p->t0);
+        printf("  step %d done in %.1f s (%.1f s elapsed, peak memory %.0f MiB)\n", ev->step, ev->seconds,
+               now_seconds() - p->t0, (double)peak_rss_kb() / 1024.0);
         break;
     case CONVERT_PART:
         human_bytes(ev->report->total_bytes, size, sizeof size);
