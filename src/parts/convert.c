@@ -492,6 +492,12 @@ static int step_combine(Conversion *c, Err *e) {
         free(pp);
         free(pc);
         if (rc < 0) return -1;
+        /* the same quantized weights as the step-3 package of this chunk, if this run wrote it */
+        for (int i = 0; i < c->n_results; i++)
+            if (c->results[i].step == 3 && !strncmp(c->results[i].file, ni, strlen(ni)) && c->results[i].report.quantized) {
+                r.quantized = 1;
+                r.lut = c->results[i].report.lut;
+            }
         add_result(c, 5, strcat(nc, ".mlpackage"), &r, b, 1, now_seconds() - t0, ch + 1, c->n_chunks);
     }
     return 0;
