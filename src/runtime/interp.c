@@ -230,7 +230,7 @@ typedef struct Planner {
     RtFunction *f;
     ValueMap map;
     int cap_slots;
-    int *gather_uses, *other_uses;   /* per slot: uses as a gather table / any other use */
+    int *gather_uses, *other_uses;   /* per slot: uses that read fp16 bits (half_capable) / others */
 } Planner;
 
 static int slot_of(Planner *pl, const MilValue *v) {
@@ -267,6 +267,13 @@ static int plan_fail(RtFunction *f, Err *e, const char *fmt, ...) {
     return err_set(e, "%s: function '%s': %s", f->m->name, f->mf->name, msg);
 }
 
+/* Inputs whose kernels read fp16 bits directly: gather tables and conv/linear weights. A const
+ * used only there stays fp16 (half the memory, half the bytes read per token). */
+static int half_capable(MilOpId id, const char *param) {
+    return (id == MIL_OP_GATHER && !strcmp(param, "x")) ||
+           ((id == MIL_OP_CONV || id == MIL_OP_LINEAR) && !strcmp(param, "weight"));
+}
+
 /* Slots and plan ops for every runtime op; counts uses of consts. */
 static int plan_ops(Planner *pl, Err *e) {
     RtFunction *f = pl->f;
@@ -296,8 +303,7 @@ static int plan_ops(Planner *pl, Err *e) {
             for (int j = 0; j < op->args[a].n; j++) {
                 int s = slot_of(pl, op->args[a].vals[j]);
                 p->arg_slots[at++] = s;
-                int table = op->def->id == MIL_OP_GATHER && !strcmp(op->def->params[a].name, "x");
-                if (table) pl->gather_uses[s]++;
+                if (half_capable(op->def->id, op->def->params[a].name)) pl->gather_uses[s]++;
                 else pl->other_uses[s]++;
             }
         }
@@ -369,8 +375,10 @@ static int producer_index(const RtFunction *f, int s, int before) {
 static int op_is(const PlanOp *p, MilOpId id) { return p->def->id == id; }
 
 /* The in-place state analysis (see interp.h, States):
- *  1. read_state(S) -> slice_update(x) -> write_state(S) where each value has that single use
- *     and nothing else reads or writes S in between: the slice_update writes into S itself.
+ *  1. read_state(S) -> slice_update(x) -> write_state(S) where the slice_update is the last use
+ *     of the read value (ops before it may read it too: the previous layer's attention reads
+ *     the cache it then updates), the written value has no other use, and nothing else reads or
+ *     writes S in between: the slice_update writes into S itself.
  *  2. Any other read_state is a view of S when no mutation of S (write_state, or an in-place
  *     slice_update) falls strictly inside the lifetime of its value, and it is not an output. */
 static void plan_states(RtFunction *f) {
@@ -386,7 +394,7 @@ static void plan_states(RtFunction *f) {
         int b = producer_index(f, u, c);
         if (b < 0 || !op_is(&f->ops[b], MIL_OP_SLICE_UPDATE)) continue;
         int x = f->ops[b].arg_slots[0];
-        if (f->slots[x].n_uses != 1) continue;
+        if (f->slots[x].last_use != b) continue;   /* earlier readers (attention) are fine */
         int a = producer_index(f, x, b);
         if (a < 0 || !op_is(&f->ops[a], MIL_OP_READ_STATE) || f->ops[a].state != w->state) continue;
         int clean = 1;
@@ -645,7 +653,12 @@ int rt_run(RtFunction *f, int n_inputs, const RtInput *inputs, RtStates *states,
     if (rc == 0) rc = bind_states(f, states, e);
     for (int i = 0; rc == 0 && i < f->n_ops; i++) {
         PlanOp *p = &f->ops[i];
+        double t0 = f->m->profiling ? now_seconds() : 0;
         rc = run_op(f, p, e);
+        if (f->m->profiling) {
+            f->m->prof_seconds[p->def->id] += now_seconds() - t0;
+            f->m->prof_calls[p->def->id]++;
+        }
         if (rc < 0) {
             err_wrap(e, "op '%s' (%s)", p->op->name, p->op->type);
             break;
@@ -834,4 +847,13 @@ void rt_memory_stats(const RtModel *m, RtMemoryStats *s) {
     s->pool_bytes = pool_bytes(m->pool);
     s->const_bytes = m->const_bytes;
     s->shared_consts = m->shared_consts;
+}
+
+void rt_set_profiling(RtModel *m, int on) { m->profiling = on; }
+
+void rt_profile(const RtModel *m, double *seconds, uint64_t *calls) {
+    for (int i = 0; i < MIL_OP_COUNT; i++) {
+        seconds[i] += m->prof_seconds[i];
+        calls[i] += m->prof_calls[i];
+    }
 }

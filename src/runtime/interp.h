@@ -150,4 +150,10 @@ typedef struct RtMemoryStats {
 } RtMemoryStats;
 void rt_memory_stats(const RtModel *m, RtMemoryStats *s);
 
+/* Time per op type, collected while profiling is on (off by default: it reads the clock twice
+ * per op). seconds[MIL_OP_COUNT] and calls[MIL_OP_COUNT] are indexed by MilOpId (mil/ops.h);
+ * read_state / write_state count as ops. rt_profile accumulates into the arrays given. */
+void rt_set_profiling(RtModel *m, int on);
+void rt_profile(const RtModel *m, double *seconds, uint64_t *calls);
+
 #endif

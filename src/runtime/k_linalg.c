@@ -2,7 +2,8 @@
  *
  * conv: 1-D and 2-D (x rank 3 or 4), any kernel size, strides, dilations, groups and padding
  * mode. A 1x1 kernel with unit strides and no padding (every projection the converter writes)
- * is one sgemm per group; anything else goes through im2col first.
+ * is one product per group; anything else goes through im2col first. Weights kept as fp16
+ * bits (the usual case for consts) go through k_half.c, float weights straight to sgemm.
  */
 #include "runtime/rt_internal.h"
 
@@ -85,7 +86,9 @@ static void im2col(const float *x, const ConvGeom *g, float *col) {
 }
 
 int k_conv(Kctx *k) {
-    const RtTensor *x = kin(k, "x"), *w = kin(k, "weight"), *bias = kin(k, "bias");
+    const Slot *wslot = kin_slot(k, "weight", 0);
+    const RtTensor *x = kin(k, "x"), *w = &wslot->t, *bias = kin(k, "bias");
+    const uint16_t *wh = wslot->f16;   /* weights kept as fp16 bits (k_half.c) */
     if (!rt_is_float(x->dtype) || !rt_is_float(w->dtype)) return kfail(k, "x and weight must be fp16 or fp32");
     ConvGeom g;
     if (conv_geometry(k, x, w, &g) < 0) return -1;
@@ -110,8 +113,11 @@ int k_conv(Kctx *k) {
                 src = col;
             }
             float *dst = odata + (b * g.cout + gr * cout_g) * out_sp;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cout_g, (int)out_sp, (int)kk, 1.0f,
-                        wd + gr * cout_g * kk, (int)kk, src, (int)out_sp, 0.0f, dst, (int)out_sp);
+            if (wh)
+                half_matmul(k, wh + gr * cout_g * kk, cout_g, kk, src, 0, out_sp, dst, 0);
+            else
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cout_g, (int)out_sp, (int)kk, 1.0f,
+                            wd + gr * cout_g * kk, (int)kk, src, (int)out_sp, 0.0f, dst, (int)out_sp);
         }
     if (col) pool_put(k->f->m->pool, col, col_cls);
     if (bias) {
@@ -128,7 +134,8 @@ int k_conv(Kctx *k) {
 /* ==== linear ==== */
 
 int k_linear(Kctx *k) {
-    const RtTensor *x = kin(k, "x"), *w = kin(k, "weight"), *bias = kin(k, "bias");
+    const Slot *wslot = kin_slot(k, "weight", 0);
+    const RtTensor *x = kin(k, "x"), *w = &wslot->t, *bias = kin(k, "bias");
     if (!rt_is_float(x->dtype) || !rt_is_float(w->dtype)) return kfail(k, "integer linear is not supported");
     if (x->rank < 1 || w->rank != 2 || x->dims[x->rank - 1] != w->dims[1])
         return kfail(k, "x's last dimension must equal weight's D_in (%lld)", (long long)w->dims[1]);
@@ -137,7 +144,9 @@ int k_linear(Kctx *k) {
     memcpy(od, x->dims, sizeof od);
     od[x->rank - 1] = dout;
     RtTensor *o = kout(k, 0, x->dtype, x->rank, od);
-    if (rows && dout)
+    if (rows && dout && wslot->f16)
+        half_matmul(k, wslot->f16, dout, din, x->data, 1, rows, o->data, 1);
+    else if (rows && dout)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)dout, (int)din, 1.0f, x->data, (int)din,
                     w->data, (int)din, 0.0f, o->data, (int)dout);
     if (bias) {

@@ -29,7 +29,7 @@ typedef struct Slot {
     const MilValue *v;
     RtTensor t;                 /* shape and data of the current value */
     const char *str;            /* string consts */
-    const uint16_t *f16;        /* consts kept as fp16 (tables that only feed gather); t.data NULL */
+    const uint16_t *f16;        /* consts kept as fp16 bits (gather tables, conv/linear weights); t.data NULL */
     int is_const;
     int buf_cls;                /* pool class of t.data when the slot owns it, else -1 */
     int last_use;               /* index of the last op reading it; n_ops for function outputs */
@@ -83,6 +83,9 @@ struct RtModel {
     struct ConstCache *consts;
     int threads;
     uint64_t const_bytes, shared_consts;
+    int profiling;
+    double prof_seconds[MIL_OP_COUNT];
+    uint64_t prof_calls[MIL_OP_COUNT];
 };
 
 /* ==== Consts (rt_consts.c) ==== */
@@ -161,6 +164,11 @@ int k_slice_by_index(Kctx *k);
 int k_slice_update(Kctx *k);
 int k_gather(Kctx *k);
 int k_gather_along_axis(Kctx *k);
+
+/* C = W . B with W (M, K) fp16 bits: B is (K, N) (b_is_nk 0, conv) or (N, K) (linear); C is
+ * (M, N) (c_is_nm 0) or (N, M). float32 accumulation (k_half.c). */
+int half_matmul(Kctx *k, const uint16_t *W, int64_t M, int64_t K, const float *B, int b_is_nk, int64_t N, float *C,
+                int c_is_nm);
 
 /* Slicing shared by slice_by_index and slice_update: per axis the first index, step and
  * count, and which axes are squeezed away. */

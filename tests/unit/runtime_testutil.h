@@ -135,6 +135,16 @@ static inline void tassert_f16(const float *got, const double *want, int64_t n, 
     }
 }
 
+/* As tassert_f16, but also accepting |got - want| <= abs_tol (sums whose terms cancel: float32
+ * accumulation error is relative to the terms, not to the small result). */
+static inline void tassert_f16_abs(const float *got, const double *want, int64_t n, long ulps, double abs_tol,
+                                   const char *what) {
+    for (int64_t i = 0; i < n; i++) {
+        if (fabs((double)got[i] - want[i]) <= abs_tol && got[i] == round_f16(got[i])) continue;
+        tassert_f16(got + i, want + i, 1, ulps, what);
+    }
+}
+
 static inline void tassert_f32(const float *got, const double *want, int64_t n, double rel, const char *what) {
     for (int64_t i = 0; i < n; i++) {
         double tol = rel * (fabs(want[i]) + 1e-6);

@@ -562,6 +562,50 @@ static void test_linear_matmul(void **state) {
     }
 }
 
+/* Large fp16 weights: the dot-product path (<= 4 columns, rows over several threads) and the
+ * blocked sgemm path (several blocks of 256 rows), for conv and linear. */
+static void test_half_weight_products(void **state) {
+    (void)state;
+    const int64_t M = 600, K = 2048;   /* M * K > 2^20: the dot path runs on several threads */
+    float *w = malloc(sizeof(float) * (size_t)(M * K)), *x = malloc(sizeof(float) * (size_t)(K * 9));
+    trand(w, M * K, 0.05f, 5);
+    trand(x, K * 9, 1.0f, 6);
+    for (int T = 1; T <= 9; T += 8) {
+        TProg t = tprog_begin();
+        MilValue *wv = tconst_f16(t.f, "w", 4, (int64_t[]){M, K, 1, 1}, w);
+        MilValue *wl = tconst_f16(t.f, "wl", 2, (int64_t[]){M, K}, w);
+        MilValue *xc = mil_input(t.f, "xc", MIL_FP16, 4, (int64_t[]){1, K, 1, T});
+        MilValue *xl = mil_input(t.f, "xl", MIL_FP16, 2, (int64_t[]){T, K});
+        MilValue *outs[2] = {mil_add_conv(t.f, "c", xc, wv, NULL, NULL), mil_add_linear(t.f, "l", xl, wl, NULL)};
+        tprog_finish(&t, 2, outs);
+        float *xt = malloc(sizeof(float) * (size_t)(K * T));   /* (T, K) for linear */
+        for (int64_t kk = 0; kk < K; kk++)
+            for (int tt = 0; tt < T; tt++) xt[tt * K + kk] = x[kk * T + tt];
+        tprog_run(&t, 2, (RtInput[]){input("xc", MIL_FP16, x, 4, (int64_t[]){1, K, 1, T}), input("xl", MIL_FP16, xt, 2, (int64_t[]){T, K})},
+                  NULL);
+        double *wc = malloc(sizeof(double) * (size_t)(M * T)), *wlv = malloc(sizeof(double) * (size_t)(M * T));
+        for (int64_t m = 0; m < M; m++)
+            for (int tt = 0; tt < T; tt++) {
+                double acc = 0;
+                for (int64_t kk = 0; kk < K; kk++) acc += (double)w[m * K + kk] * x[kk * T + tt];
+                wc[m * T + tt] = acc;
+                wlv[tt * M + m] = acc;
+            }
+        /* terms up to 0.05 * 1: float32 sums of 2048 of them are good to ~1e-5 absolute */
+        tassert_f16_abs(tprog_out(&t, "c")->data, wc, M * T, 1, 1e-5, "conv fp16 weight");
+        tassert_f16_abs(tprog_out(&t, "l")->data, wlv, M * T, 1, 1e-5, "linear fp16 weight");
+        RtMemoryStats ms;
+        rt_memory_stats(t.m, &ms);
+        assert_true(ms.const_bytes < (uint64_t)(M * K) * 2 * 2 + 1024);   /* both weights as fp16 */
+        free(wc);
+        free(wlv);
+        free(xt);
+        tprog_end(&t);
+    }
+    free(w);
+    free(x);
+}
+
 /* Every op of the table is executable: a kernel, or handled by the interpreter itself. */
 static void test_every_op_has_a_kernel(void **state) {
     (void)state;
@@ -588,6 +632,7 @@ int main(void) {
         cmocka_unit_test(test_reductions),
         cmocka_unit_test(test_conv),
         cmocka_unit_test(test_linear_matmul),
+        cmocka_unit_test(test_half_weight_products),
         cmocka_unit_test(test_every_op_has_a_kernel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
