@@ -11,7 +11,7 @@
 
 static const char *usage_text =
     "usage: anemll verify --meta DIR/meta.yaml --model HFDIR [--prompt TEXT | --tokens IDS] [--max-new N]\n"
-    "                     [--json] [--min-agreement F] [--min-cosine F] [--max-kl F]\n"
+    "                     [--json] [--dequantized] [--min-agreement F] [--min-cosine F] [--max-kl F]\n"
     "\n"
     "Runs the converted packages (CPU interpreter, fp16 at every op) and the reference forward pass of\n"
     "the Hugging Face checkpoint (float32) on the same input: the reference generates N tokens greedily\n"
@@ -27,6 +27,10 @@ static const char *usage_text =
     "  --tokens IDS         prompt token ids instead of text\n"
     "  --max-new N          generated positions to compare (default 32)\n"
     "  --json               print the report as one JSON object\n"
+    "  --dequantized        give the reference the packages' dequantized LUT weights instead of the\n"
+    "                       checkpoint's (a float32 copy of the checkpoint is written to a temporary\n"
+    "                       folder): the report then shows the conversion's own error, without the\n"
+    "                       quantization loss\n"
     "  --min-agreement F    pass threshold for top-1 agreement, 0..1 (default 0.50)\n"
     "  --min-cosine F       pass threshold for the mean logit cosine (default 0.90)\n"
     "  --max-kl F           pass threshold for the mean KL divergence in nats (default 0.25)\n"
@@ -41,7 +45,7 @@ typedef struct Args {
     int *tokens;
     int n_tokens;
     long max_new;
-    int json;
+    int json, dequantized;
     VerifyThresholds th;
 } Args;
 
@@ -56,8 +60,9 @@ static int parse_args(int argc, char **argv, Args *a) {
     verify_default_thresholds(&a->th);
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
-        if (!strcmp(o, "--json")) {
-            a->json = 1;
+        if (!strcmp(o, "--json") || !strcmp(o, "--dequantized")) {
+            if (!strcmp(o, "--json")) a->json = 1;
+            else a->dequantized = 1;
             continue;
         }
         static const char *const valued[] = {"--meta", "--model", "--prompt", "--tokens", "--max-new",
@@ -120,8 +125,19 @@ static int run_verify(int argc, char **argv) {
     int *ids = NULL, n = 0;
     VerifyReport r;
     memset(&r, 0, sizeof r);
+    char *dq_dir = NULL;
     rc = llm_open(&m, a.meta, NULL, &e);
-    if (rc == 0) rc = ref_load(&ref, a.model, NULL, &e);
+    if (rc == 0 && a.dequantized) {
+        const char *base = getenv("TMPDIR");
+        dq_dir = xasprintf("%s/anemll-verify.XXXXXX", base && *base ? base : "/tmp");
+        int replaced = 0;
+        if (!mkdtemp(dq_dir)) rc = err_errno(&e, "cannot create a temporary folder %s", dq_dir);
+        if (rc == 0) rc = verify_dequantized_checkpoint(m, a.model, dq_dir, &replaced, &e);
+        if (rc == 0)
+            fprintf(a.json ? stderr : stdout, "reference: %s with the packages' dequantized weights (%d LUT tensors)\n",
+                    a.model, replaced);
+    }
+    if (rc == 0) rc = ref_load(&ref, dq_dir ? dq_dir : a.model, NULL, &e);
     if (rc == 0) rc = prompt_ids(&a, m, &ids, &n, &e);
     if (rc == 0) rc = verify_run(m, ref, ids, n, (int)a.max_new, &r, &e);
     int pass = 0;
@@ -137,6 +153,8 @@ static int run_verify(int argc, char **argv) {
     free(a.tokens);
     ref_free(ref);
     llm_close(m);
+    if (dq_dir) remove_tree(dq_dir);
+    free(dq_dir);
     if (rc < 0) return cli_fail("%s", e.msg);
     return pass ? CLI_OK : CLI_FAIL;
 }

@@ -267,6 +267,8 @@ int llm_hidden(const Llm *m) { return m->hidden; }
 int llm_argmax_mode(const Llm *m) { return m->argmax_mode; }
 int llm_uses_prefill(const Llm *m) { return m->use_prefill; }
 RtStates *llm_states(Llm *m) { return m->states; }
+int llm_n_parts(const Llm *m) { return 2 + m->n_chunks; }
+RtModel *llm_part(const Llm *m, int i) { return i == 0 ? m->emb : i == 1 ? m->lm : m->chunks[i - 2].model; }
 const LlmTimes *llm_times(const Llm *m) { return &m->times; }
 void llm_reset_times(Llm *m) { memset(&m->times, 0, sizeof m->times); }
 void llm_reset(Llm *m) { rt_states_zero(m->states); }

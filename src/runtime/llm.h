@@ -77,6 +77,9 @@ const LlmTimes *llm_times(const Llm *m);
 void llm_reset_times(Llm *m);
 /* Memory figures summed over every part. */
 void llm_memory(const Llm *m, RtMemoryStats *total);
+/* The parts: 0 embeddings, 1 LM head, 2.. the chunks. */
+int llm_n_parts(const Llm *m);
+RtModel *llm_part(const Llm *m, int i);
 /* The shared state (tests: one object for every chunk). */
 RtStates *llm_states(Llm *m);
 

@@ -10,6 +10,9 @@
 #include "common/util.h"
 #include "runtime/gen.h"
 #include "io/checkpoint.h"
+#include "io/json.h"
+#include "io/st_writer.h"
+#include "runtime/rt_internal.h"
 #include "runtime/sampler.h"
 #include "runtime/tokenizer.h"
 
@@ -229,6 +232,164 @@ int verify_quick(const char *meta_path, const char *model_dir, int max_new, Veri
     ref_free(ref);
     llm_close(m);
     return rc;
+}
+
+/* ==== Reference with the packages' dequantized weights ==== */
+
+/* The dequantized value of a LUT const named name in any part, as float (caller frees), or NULL. */
+static float *dequantized(const Llm *m, const char *name, int64_t numel) {
+    for (int p = 0; p < llm_n_parts(m); p++) {
+        RtModel *rm = llm_part(m, p);
+        for (int fi = 0; fi < rt_n_functions(rm); fi++) {
+            RtFunction *f = rt_function_at(rm, fi);
+            for (int s = 0; s < f->n_slots; s++) {
+                const Slot *sl = &f->slots[s];
+                const MilOp *op = sl->v->producer;
+                if (!sl->is_const || !op || !op->def || op->def->id != MIL_OP_CONSTEXPR_LUT_TO_DENSE || !sl->v->name ||
+                    strcmp(sl->v->name, name) || rt_numel(&sl->t) != numel)
+                    continue;
+                float *out = xmalloc(sizeof(float) * (size_t)numel);
+                if (sl->f16) st_convert_f32(ST_F16, sl->f16, (size_t)numel, out);
+                else memcpy(out, sl->t.data, sizeof(float) * (size_t)numel);
+                return out;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* The LM head splits stacked (vocab, hidden), or NULL. */
+static float *dequantized_lm_head(const Llm *m, int64_t vocab, int64_t hidden) {
+    float *out = xmalloc(sizeof(float) * (size_t)(vocab * hidden));
+    int64_t rows = 0;
+    for (int i = 1; rows < vocab; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "lm_head_split_%d_weight", i);
+        int64_t r = 0;
+        float *part = NULL;
+        RtModel *lm = llm_part(m, 1);
+        RtFunction *f = rt_function_at(lm, 0);
+        for (int s = 0; s < f->n_slots && !part; s++) {
+            const Slot *sl = &f->slots[s];
+            if (sl->is_const && sl->v->name && !strcmp(sl->v->name, name) && sl->t.rank >= 2 && sl->t.dims[1] == hidden) {
+                r = sl->t.dims[0];
+                part = dequantized(m, name, r * hidden);
+            }
+        }
+        if (!part || rows + r > vocab) {
+            free(part);
+            free(out);
+            return NULL;
+        }
+        memcpy(out + rows * hidden, part, sizeof(float) * (size_t)(r * hidden));
+        rows += r;
+        free(part);
+    }
+    return out;
+}
+
+static double snr_db(const float *a, const float *b, int64_t n) {
+    double e = 0, s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        e += d * d;
+        s += (double)b[i] * b[i];
+    }
+    return e > 0 ? 10 * log10(s / e) : INFINITY;
+}
+
+int verify_dequantized_checkpoint(const Llm *m, const char *model_dir, const char *out_dir, int *n_replaced, Err *e) {
+    *n_replaced = 0;
+    Checkpoint *ck;
+    Arch arch;
+    if (arch_load(&arch, model_dir, e) < 0) return -1;
+    if (ckpt_open(&ck, model_dir, e) < 0) {
+        arch_free(&arch);
+        return -1;
+    }
+    char *cfg_path = path_join(model_dir, "config.json"), *out_cfg = path_join(out_dir, "config.json");
+    char *out_st = path_join(out_dir, "model.safetensors");
+    size_t n = ck->n_tensors;
+    StWriteSpec *specs = xcalloc(n + 1, sizeof *specs);
+    float **data = xcalloc(n + 1, sizeof *data);
+    int rc = mkdir_p(out_dir, e), untie = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const StTensor *t = ck->tensors[i];
+        specs[i].name = t->name;
+        specs[i].dtype = ST_F32;
+        specs[i].ndim = t->ndim;
+        memcpy(specs[i].shape, t->shape, sizeof(int64_t) * (size_t)t->ndim);
+        data[i] = xmalloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1));
+        if ((rc = st_read_f32(t, data[i], e)) < 0) break;
+        char name[256];
+        snprintf(name, sizeof name, "%s", t->name);
+        for (char *c = name; *c; c++)
+            if (*c == '.') *c = '_';
+        float *dq = dequantized(m, name, (int64_t)t->numel);
+        if (dq && snr_db(dq, data[i], (int64_t)t->numel) > 10) {
+            free(data[i]);
+            data[i] = dq;
+            ++*n_replaced;
+        } else {
+            free(dq);
+        }
+    }
+    /* the LM head: a tensor of its own, or the embeddings' (tied) */
+    int64_t V = arch.vocab, H = arch.hidden;
+    float *lm = rc == 0 ? dequantized_lm_head(m, V, H) : NULL;
+    if (lm) {
+        size_t at = n;
+        for (size_t i = 0; i < n; i++)
+            if (!strcmp(ck->tensors[i]->name, arch.lm_head_name)) at = i;
+        if (at < n && snr_db(lm, data[at], V * H) > 10) {
+            if (arch.tied) {   /* the packages' LM head differs from their embeddings: untie */
+                specs[n] = (StWriteSpec){.name = "lm_head.weight", .dtype = ST_F32, .ndim = 2, .shape = {V, H}};
+                data[n] = lm;
+                untie = 1;
+            } else {
+                free(data[at]);
+                data[at] = lm;
+            }
+            lm = NULL;
+            ++*n_replaced;
+        }
+        free(lm);
+    }
+    if (rc == 0) {   /* config.json, untied if needed */
+        cJSON *cfg;
+        rc = json_read_file(cfg_path, 1 << 24, &cfg, e);
+        if (rc == 0) {
+            if (untie) {
+                cJSON_DeleteItemFromObject(cfg, "tie_word_embeddings");
+                cJSON_AddBoolToObject(cfg, "tie_word_embeddings", 0);
+            }
+            char *txt = cJSON_Print(cfg);
+            rc = file_write_atomic(out_cfg, txt, strlen(txt), e);
+            free(txt);
+            cJSON_Delete(cfg);
+        }
+    }
+    StWriter *w = NULL;
+    size_t total = n + (size_t)untie;
+    if (rc == 0) rc = st_writer_open(&w, out_st, specs, total, e);
+    for (size_t i = 0; rc == 0 && i < total; i++) {
+        int64_t cnt = 1;
+        for (int d = 0; d < specs[i].ndim; d++) cnt *= specs[i].shape[d];
+        rc = st_writer_write(w, data[i], sizeof(float) * (size_t)cnt, e);
+    }
+    if (w) {
+        if (rc == 0) rc = st_writer_finish(w, e);
+        else st_writer_abort(w);
+    }
+    for (size_t i = 0; i <= n; i++) free(data[i]);
+    free(data);
+    free(specs);
+    free(cfg_path);
+    free(out_cfg);
+    free(out_st);
+    ckpt_close(ck);
+    arch_free(&arch);
+    return rc < 0 ? err_wrap(e, "dequantized reference") : 0;
 }
 
 /* ==== Verdict and text ==== */

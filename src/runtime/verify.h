@@ -85,6 +85,16 @@ int verify_passes(const VerifyReport *r, const VerifyThresholds *t, char *why, s
  * tokenizer in tokenizer_dir, else the one in model_dir. */
 int verify_prompt_ids(const char *tokenizer_dir, const char *model_dir, const char *text, int **ids, int *n, Err *e);
 
+/* A copy of the checkpoint in model_dir, written to out_dir (config.json + one float32
+ * model.safetensors), whose LUT-quantized tensors are replaced by the packages' dequantized
+ * values: a reference loaded from it has exactly the packages' weights, so verify against it
+ * measures the conversion alone, without the quantization loss. Package tensors are matched by
+ * name (the checkpoint name with '.' -> '_'; the LM head splits lm_head_split_{i}_weight are
+ * stacked into lm_head.weight, and a tied model is written untied when its LM head differs
+ * from its embeddings) and must be close to the original (SNR > 10 dB) to be used. *n_replaced
+ * counts the tensors replaced. */
+int verify_dequantized_checkpoint(const Llm *m, const char *model_dir, const char *out_dir, int *n_replaced, Err *e);
+
 /* Convert's step 8: verify the packages of meta_path against the checkpoint in model_dir on
  * VERIFY_DEFAULT_PROMPT (token ids 1..8 when there is no tokenizer) for max_new tokens.
  * Returns 0 when it ran (report in *r), 1 when it was skipped because the float32 reference

@@ -7,7 +7,8 @@
 #    and convert's step 8 prints a passing report and the command to chat;
 #  - `anemll generate --json` prints what `anemll reference --json` prints for the same prompt (a
 #    prompt longer than the prefill batch): the same tokens, top-5 logits equal up to fp16;
-#  - LUT6 g8: the default thresholds pass and the loss shows (cosine < 1);
+#  - LUT6 g8: the default thresholds pass and the loss shows (cosine < 1); against a reference
+#    holding the packages' own dequantized weights (--dequantized) cosine >= 0.999 everywhere;
 #  - argmax LM head: the same greedy tokens as the logits LM head, across context shifts;
 #  - a threshold that cannot hold makes verify exit 1.
 set -euo pipefail
@@ -61,6 +62,12 @@ out=$("$ANEMLL" verify --meta "$T/llama_lut6/meta.yaml" --model "$T/llama" --tok
     fail "LUT6 verify failed: $out"
 [ "$(json "d['kl_mean'] < 0.05 and 0.9 < d['cosine_mean'] < 0.9999" <<<"$out")" = True ] || fail "LUT6 figures: $out"
 echo "llama LUT6: agreement $(json "d['agreement']" <<<"$out"), cosine mean $(json "d['cosine_mean']" <<<"$out")"
+out=$("$ANEMLL" verify --meta "$T/llama_lut6/meta.yaml" --model "$T/llama" --tokens "$PROMPT" --max-new 32 --json \
+    --dequantized --min-cosine 0.999 2>"$T/dq.err") || fail "LUT6 --dequantized verify failed: $out"
+[ "$(json "d['cosine_min'] >= 0.999 and d['agree_decisive'] == d['decisive']" <<<"$out")" = True ] ||
+    fail "LUT6 against its dequantized weights: $out"
+grep -q "dequantized weights (29 LUT tensors)" "$T/dq.err" || fail "dequantized tensors: $(cat "$T/dq.err")"
+echo "llama LUT6 vs its dequantized weights: cosine min $(json "d['cosine_min']" <<<"$out")"
 
 # a threshold that cannot hold: exit status 1 and a FAIL line
 set +e

@@ -2,8 +2,8 @@
  * shift (with a fake source), and converted tiny models of every family run end to end: one KV
  * state shared by every chunk, fp16 packages against the reference (100% agreement over 32 tokens,
  * cosine >= 0.9999, a prompt longer than the prefill batch, generation past the end of the
- * context), LUT6,
- * argmax LM heads giving the logits mode's tokens, and memory that does not grow per token. */
+ * context), LUT6 against the checkpoint and against its own dequantized weights, argmax LM heads
+ * giving the logits mode's tokens, and memory that does not grow per token. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -454,6 +454,18 @@ static void test_argmax_and_lut(void **state) {
     assert_true(r.cos_mean > 0.9 && r.cos_mean < 0.9999);   /* quantization shows, a little */
     verify_report_free(&r);
     ref_free(ref);
+    /* against the packages' own dequantized weights the LUT model is as exact as fp16 */
+    char *dq = path_join(tmp, "llama_dq");
+    int replaced;
+    ok(verify_dequantized_checkpoint(q, model2, dq, &replaced, &e), &e);
+    assert_int_equal(replaced, 4 * 7 + 1);   /* every projection and the LM head (untied) */
+    ok(ref_load(&ref, dq, NULL, &e), &e);
+    ok(verify_run(q, ref, prompt, 10, 32, &r, &e), &e);
+    assert_true(r.cos_min >= 0.999);
+    assert_int_equal(r.agree_decisive, r.n_decisive);
+    verify_report_free(&r);
+    ref_free(ref);
+    free(dq);
     llm_close(q);
     free(m3);
     free(model);
