@@ -15,7 +15,7 @@
 static const char *usage_text =
     "usage: anemll chat --meta DIR/meta.yaml [--prompt TEXT] [--max-tokens N] [--system TEXT]\n"
     "                   [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
-    "                   [--no-template] [--no-think] [--tokenizer DIR] [--no-stats]\n"
+    "                   [--no-template] [--no-think] [--tokenizer DIR] [--threads N] [--no-stats]\n"
     "\n"
     "Chats with the converted packages on the CPU. With --prompt: one reply, then exit. Without it:\n"
     "reads one message per line from stdin (/reset forgets the conversation, /quit or end of input\n"
@@ -34,6 +34,7 @@ static const char *usage_text =
     "  --no-template     encode the text as is (no chat template)\n"
     "  --no-think        Qwen3: empty <think></think> block (enable_thinking=false)\n"
     "  --tokenizer DIR   tokenizer folder (default: meta.yaml's tokenizer_path, else its folder)\n"
+    "  --threads N       threads for the products and OpenBLAS (default: all cores)\n"
     "  --no-stats        do not print speed figures\n"
     "  -h, --help        this text\n";
 
@@ -41,7 +42,7 @@ typedef struct Args {
     const char *meta, *prompt, *system, *tokenizer;
     long max_tokens;
     double temperature, top_p;
-    long top_k, seed;
+    long top_k, seed, threads;
     int no_template, no_think, no_stats;
 } Args;
 
@@ -56,7 +57,7 @@ static int parse_args(int argc, char **argv, Args *a) {
         else if (!strcmp(o, "--no-stats")) a->no_stats = 1;
         else if (!strcmp(o, "--meta") || !strcmp(o, "--prompt") || !strcmp(o, "--system") || !strcmp(o, "--tokenizer") ||
                  !strcmp(o, "--max-tokens") || !strcmp(o, "--temperature") || !strcmp(o, "--top-k") ||
-                 !strcmp(o, "--top-p") || !strcmp(o, "--seed")) {
+                 !strcmp(o, "--top-p") || !strcmp(o, "--seed") || !strcmp(o, "--threads")) {
             if (i + 1 >= argc) return cli_usage_error("chat", "%s needs a value", o);
             const char *v = argv[++i];
             if (!strcmp(o, "--meta")) a->meta = v;
@@ -75,6 +76,9 @@ static int parse_args(int argc, char **argv, Args *a) {
             } else if (!strcmp(o, "--top-k")) {
                 if (cli_parse_int(v, &a->top_k) < 0 || a->top_k < 0)
                     return cli_usage_error("chat", "--top-k wants an integer >= 0, got '%s'", v);
+            } else if (!strcmp(o, "--threads")) {
+                if (cli_parse_int(v, &a->threads) < 0 || a->threads < 1 || a->threads > 1024)
+                    return cli_usage_error("chat", "--threads wants an integer 1..1024, got '%s'", v);
             } else if (cli_parse_int(v, &a->seed) < 0) {
                 return cli_usage_error("chat", "--seed wants an integer, got '%s'", v);
             }
@@ -241,7 +245,8 @@ static int run_chat(int argc, char **argv) {
     if (rc) return rc;
     Err e = {0};
     Chat c = {.a = &a};
-    if (llm_open(&c.m, a.meta, NULL, &e) < 0) return cli_fail("%s", e.msg);
+    RtOptions ro = {.threads = (int)a.threads};
+    if (llm_open(&c.m, a.meta, &ro, &e) < 0) return cli_fail("%s", e.msg);
     const char *tdir = a.tokenizer ? a.tokenizer : llm_meta(c.m)->tokenizer_dir;
     if (tok_load(&c.tok, tdir, &e) < 0) {
         llm_close(c.m);

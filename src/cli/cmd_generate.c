@@ -23,6 +23,7 @@ static const char *usage_text =
     "                  top-5 logits at the last prompt position, as `anemll reference --json` does\n"
     "                  (an argmax-mode LM head gives only the top entry)\n"
     "  --no-shift      stop at the end of the context instead of shifting\n"
+    "  --threads N     threads for the products and OpenBLAS (default: all cores)\n"
     "  --stats         print timing and memory figures on stderr (pool allocations after the first\n"
     "                  two tokens and at the end, resident memory)\n"
     "  -h, --help      this text\n";
@@ -33,6 +34,7 @@ typedef struct Args {
     int n_tokens;
     long max_new;
     int json, no_shift, stats;
+    long threads;
 } Args;
 
 static int parse_args(int argc, char **argv, Args *a) {
@@ -42,7 +44,10 @@ static int parse_args(int argc, char **argv, Args *a) {
         if (!strcmp(o, "--json")) a->json = 1;
         else if (!strcmp(o, "--no-shift")) a->no_shift = 1;
         else if (!strcmp(o, "--stats")) a->stats = 1;
-        else if (!strcmp(o, "--meta") || !strcmp(o, "--tokens") || !strcmp(o, "--max-new")) {
+        else if (!strcmp(o, "--threads")) {
+            if (i + 1 >= argc || cli_parse_int(argv[++i], &a->threads) < 0 || a->threads < 1 || a->threads > 1024)
+                return cli_usage_error("generate", "--threads wants an integer 1..1024");
+        } else if (!strcmp(o, "--meta") || !strcmp(o, "--tokens") || !strcmp(o, "--max-new")) {
             if (i + 1 >= argc) return cli_usage_error("generate", "%s needs a value", o);
             const char *v = argv[++i];
             if (!strcmp(o, "--meta")) a->meta = v;
@@ -115,7 +120,8 @@ static int run_generate(int argc, char **argv) {
     }
     Err e = {0};
     Llm *m;
-    if (llm_open(&m, a.meta, NULL, &e) < 0) {
+    RtOptions ro = {.threads = (int)a.threads};
+    if (llm_open(&m, a.meta, &ro, &e) < 0) {
         free(a.tokens);
         return cli_fail("%s", e.msg);
     }

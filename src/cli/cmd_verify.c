@@ -11,7 +11,7 @@
 
 static const char *usage_text =
     "usage: anemll verify --meta DIR/meta.yaml --model HFDIR [--prompt TEXT | --tokens IDS] [--max-new N]\n"
-    "                     [--json] [--dequantized] [--min-agreement F] [--min-cosine F] [--max-kl F]\n"
+    "                     [--json] [--dequantized] [--threads N] [--min-agreement F] [--min-cosine F] [--max-kl F]\n"
     "\n"
     "Runs the converted packages (CPU interpreter, fp16 at every op) and the reference forward pass of\n"
     "the Hugging Face checkpoint (float32) on the same input: the reference generates N tokens greedily\n"
@@ -31,6 +31,7 @@ static const char *usage_text =
     "                       checkpoint's (a float32 copy of the checkpoint is written to a temporary\n"
     "                       folder): the report then shows the conversion's own error, without the\n"
     "                       quantization loss\n"
+    "  --threads N          threads for the products and OpenBLAS (default: all cores)\n"
     "  --min-agreement F    pass threshold for top-1 agreement, 0..1 (default 0.50)\n"
     "  --min-cosine F       pass threshold for the mean logit cosine (default 0.90)\n"
     "  --max-kl F           pass threshold for the mean KL divergence in nats (default 0.25)\n"
@@ -44,7 +45,7 @@ typedef struct Args {
     const char *meta, *model, *prompt;
     int *tokens;
     int n_tokens;
-    long max_new;
+    long max_new, threads;
     int json, dequantized;
     VerifyThresholds th;
 } Args;
@@ -65,7 +66,7 @@ static int parse_args(int argc, char **argv, Args *a) {
             else a->dequantized = 1;
             continue;
         }
-        static const char *const valued[] = {"--meta", "--model", "--prompt", "--tokens", "--max-new",
+        static const char *const valued[] = {"--meta", "--model", "--prompt", "--tokens", "--max-new", "--threads",
                                              "--min-agreement", "--min-cosine", "--max-kl"};
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(o, valued[k]);
@@ -83,6 +84,9 @@ static int parse_args(int argc, char **argv, Args *a) {
         } else if (!strcmp(o, "--max-new")) {
             if (cli_parse_int(v, &a->max_new) < 0 || a->max_new < 1 || a->max_new > 100000)
                 return cli_usage_error("verify", "--max-new wants an integer 1..100000, got '%s'", v);
+        } else if (!strcmp(o, "--threads")) {
+            if (cli_parse_int(v, &a->threads) < 0 || a->threads < 1 || a->threads > 1024)
+                return cli_usage_error("verify", "--threads wants an integer 1..1024, got '%s'", v);
         } else if (!strcmp(o, "--min-agreement")) rc = parse_frac(o, v, 0, 1, &a->th.min_agreement);
         else if (!strcmp(o, "--min-cosine")) rc = parse_frac(o, v, -1, 1, &a->th.min_cosine);
         else rc = parse_frac(o, v, 0, 1e9, &a->th.max_kl);
@@ -126,7 +130,8 @@ static int run_verify(int argc, char **argv) {
     VerifyReport r;
     memset(&r, 0, sizeof r);
     char *dq_dir = NULL;
-    rc = llm_open(&m, a.meta, NULL, &e);
+    RtOptions ro = {.threads = (int)a.threads};
+    rc = llm_open(&m, a.meta, &ro, &e);
     if (rc == 0 && a.dequantized) {
         const char *base = getenv("TMPDIR");
         dq_dir = xasprintf("%s/anemll-verify.XXXXXX", base && *base ? base : "/tmp");

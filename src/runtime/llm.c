@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "common/util.h"
 #include "runtime/sampler.h"
 
@@ -214,6 +216,7 @@ static int open_lm_head(Llm *m, Err *e) {
 int llm_open(Llm **out, const char *meta_path, const RtOptions *opt, Err *e) {
     *out = NULL;
     Llm *m = xcalloc(1, sizeof *m);
+    if (opt && opt->threads > 0) openblas_set_num_threads(opt->threads);
     int rc = llm_meta_load(&m->meta, meta_path, e);
     if (rc == 0) rc = open_part(m->meta.embeddings, opt, &m->emb, e);
     if (rc == 0) rc = open_part(m->meta.lm_head, opt, &m->lm, e);

@@ -55,6 +55,7 @@ typedef struct LlmTimes {
     long steps;
 } LlmTimes;
 
+/* opt->threads > 0 also sets OpenBLAS's thread count (process-wide). */
 int llm_open(Llm **out, const char *meta_path, const RtOptions *opt, Err *e);
 void llm_close(Llm *m);
 
