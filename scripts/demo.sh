@@ -25,3 +25,7 @@ echo "(random weights: the reply is noise; on a Mac: python3 tests/chat.py --met
 echo
 echo "== 4. verify the packages against the reference forward pass of the checkpoint"
 bin/anemll verify --meta "$DEMO_DIR/converted/meta.yaml" --model "$DEMO_DIR/model" --max-new 32
+
+echo
+echo "== 5. the same against the packages' own dequantized LUT weights (the conversion's error alone)"
+bin/anemll verify --meta "$DEMO_DIR/converted/meta.yaml" --model "$DEMO_DIR/model" --max-new 32 --dequantized
