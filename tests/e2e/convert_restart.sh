@@ -55,6 +55,27 @@ if ! command -v xcrun >/dev/null; then
     echo "ok --only 6 (no xcrun)"
 fi
 
+# --only 6 where a Core ML compiler exists: a stand-in xcrun (records its arguments, writes an
+# .mlmodelc) shows that every part is compiled once, into <name>.mlmodelc next to its package
+mkdir -p "$T/fakebin"
+cat >"$T/fakebin/xcrun" <<'EOF2'
+#!/bin/sh
+# xcrun coremlcompiler compile IN.mlpackage OUTDIR
+echo "$*" >>"$(dirname "$0")/calls"
+[ "$1 $2" = "coremlcompiler compile" ] || exit 2
+name=$(basename "$3" .mlpackage)
+mkdir -p "$4/$name.mlmodelc" && cp "$3/Manifest.json" "$4/$name.mlmodelc/compiled.stub"
+EOF2
+chmod +x "$T/fakebin/xcrun"
+PATH=$T/fakebin:$PATH conv "$T/r" --only 6 >"$T/compile.log"
+[ "$(wc -l <"$T/fakebin/calls")" = 4 ] || fail "--only 6 should compile 4 parts: $(cat "$T/fakebin/calls")"
+for n in llama_embeddings_lut4 llama_lm_head_lut4 llama_FFN_PF_lut6_chunk_01of02 llama_FFN_PF_lut6_chunk_02of02; do
+    [ -f "$T/r/$n.mlmodelc/compiled.stub" ] || fail "--only 6 did not produce $n.mlmodelc"
+done
+ls -d "$T/r"/.compile* >/dev/null 2>&1 && fail "--only 6 left its temporary folders"
+rm -rf "$T/r"/*.mlmodelc
+echo "ok --only 6 (stand-in xcrun)"
+
 # --only 8: passes on good output, fails on a broken or wrong package
 conv "$T/r" --only 8 >"$T/only8.log"
 grep -q "4 packages read back" "$T/only8.log" || fail "--only 8 output"
