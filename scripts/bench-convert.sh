@@ -33,6 +33,7 @@ read -r _ user sys <"$B/time.txt"
 step7=$(grep '^  step 7 done' "$B/convert.log")
 wall=$(sed -n 's/.*(\([0-9.]*\) s elapsed.*/\1/p' <<<"$step7")
 rss_mib=$(sed -n 's/.*peak memory \([0-9]*\) MiB.*/\1/p' <<<"$step7")
+cpu=$(sed -n 's/.* \([0-9.]*\) s CPU.*/\1/p' <<<"$step7")
 total_rss=$(sed -n 's/.*finished in .*(peak memory \([0-9]*\) MiB).*/\1/p' "$B/convert.log")
 out_bytes=$(find "$B/out" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }')
 
@@ -50,14 +51,14 @@ write_s=$(secs "$t0" "$t1")
 grep -E '^  (llama_|\[chunk)' "$B/convert.log" | sed 's/^/  /'
 grep -A3 '^Step 8' "$B/convert.log" | grep -v '^Step 8' | sed 's/^/  /'
 awk -v wall="$wall" -v user="$user" -v sys="$sys" -v rd="$read_s" -v wr="$write_s" -v rss="$rss_mib" \
-    -v total="$total" -v trss="$total_rss" \
+    -v total="$total" -v trss="$total_rss" -v cpu="$cpu" -v ncpu="$(nproc)" \
     -v inb="$in_bytes" -v outb="$out_bytes" -v load="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN {
     floor = rd + wr
     printf "\ninput  %.2f GB read in %.2f s; output %.2f GB written in %.2f s (fsync); floor %.2f s\n",
            inb / 1e9, rd, outb / 1e9, wr, floor
-    printf "convert %.2f s wall for steps 1-7, peak RSS %d MiB; the whole run with step 8 %.2f s (%.2f s user + %.2f s\n",
-           wall, rss, total, user, sys
-    printf "        sys CPU), peak RSS %d MiB; load average %s\n", trss, load
+    printf "convert %.2f s wall for steps 1-7 (%.2f s CPU on %d cores), peak RSS %d MiB; load average %s\n",
+           wall, cpu, ncpu, rss, load
+    printf "        the whole run with step 8 (verify): %.2f s (%.2f s CPU), peak RSS %d MiB\n", total, user + sys, trss
     printf "ratio   %.2f x the floor (target <= 3): %s; peak RSS %.2f GB (target <= 1.5): %s\n",
            wall / floor, wall <= 3 * floor ? "met" : "MISSED", rss * 1048576 / 1e9,
            rss * 1048576 <= 1.5e9 ? "met" : "MISSED"

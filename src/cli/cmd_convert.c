@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cli/cli.h"
 #include "common/util.h"
@@ -58,6 +59,13 @@ static void human_bytes(uint64_t b, char *buf, size_t n) {
     else snprintf(buf, n, "%llu B", (unsigned long long)b);
 }
 
+/* User + system CPU time of this process so far (every thread). */
+static double cpu_seconds(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) < 0) return 0;
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
 static void on_event(void *ctx, const ConvertEvent *ev) {
     Printer *p = ctx;
     char size[32];
@@ -66,8 +74,8 @@ static void on_event(void *ctx, const ConvertEvent *ev) {
     case CONVERT_STEP_BEGIN: printf("\nStep %d: %s\n", ev->step, ev->title); break;
     case CONVERT_STEP_SKIP: printf("\nSkipping step %d: %s\n", ev->step, ev->title); break;
     case CONVERT_STEP_END:
-        printf("  step %d done in %.1f s (%.1f s elapsed, peak memory %.0f MiB)\n", ev->step, ev->seconds,
-               now_seconds() - p->t0, (double)peak_rss_kb() / 1024.0);
+        printf("  step %d done in %.1f s (%.1f s elapsed, %.1f s CPU, peak memory %.0f MiB)\n", ev->step, ev->seconds,
+               now_seconds() - p->t0, cpu_seconds(), (double)peak_rss_kb() / 1024.0);
         break;
     case CONVERT_PART:
         human_bytes(ev->report->total_bytes, size, sizeof size);
