@@ -41,7 +41,7 @@ int synth_spec_init(SynthSpec *s, const char *model_type, Err *e) {
     s->n_kv_heads = 2;
     s->head_dim = 16;
     s->intermediate = 160;
-    s->vocab = 320;
+    s->vocab = 0; /* chosen when writing: the tokenizer's size, or 320 for the built-in one */
     s->max_position = 1024;
     s->rms_eps = 1e-6;
     s->rope_theta = 1e6;

@@ -34,6 +34,17 @@ two=$("$ANEMLL" reference --model "$T/s" --tokens 315,40,41,42 --max-new 6 --jso
 [ "$one" = "$two" ] || fail "sharded ($two) != single ($one)"
 echo "ok sharded == single: $one"
 
+# -- mkmodel --tokenizer without --vocab sizes the vocabulary from the tokenizer
+if [ -f "${SHARED:-}/tokenizers/llama3/tokenizer.json" ]; then
+    "$MKMODEL" --arch llama --out "$T/tok" --tokenizer "$SHARED/tokenizers/llama3" --hidden 32 --heads 2 \
+        --kv-heads 1 --head-dim 16 --intermediate 32 --layers 1 | grep -q "vocab 128256" \
+        || fail "mkmodel --tokenizer did not take the tokenizer's vocabulary size"
+    grep -q '"vocab_size":[[:space:]]*128256' "$T/tok/config.json" || fail "config.json vocab_size"
+    echo "ok mkmodel --tokenizer: vocab 128256"
+elif [ "${REQUIRE_SHARED:-0}" = 1 ]; then
+    fail "SHARED tokenizers missing"
+fi
+
 # -- options and errors
 "$ANEMLL" reference --help | grep -q "usage: anemll reference" || fail "--help"
 "$MKMODEL" --help | grep -q "usage: anemll-mkmodel" || fail "mkmodel --help"
