@@ -314,6 +314,14 @@ static const char *chat_template_of(const cJSON *cfg) {
     return first ? jstr(first, "template") : NULL;
 }
 
+/* The end-of-turn tokens of the supported families, whichever the vocabulary has. */
+static void add_known_stops(Tokenizer *t) {
+    static const char *enders[] = {"<|eot_id|>",  "<|eom_id|>",    "<|end_of_text|>", "<|im_end|>",
+                                   "<|endoftext|>", "<end_of_turn>", "<eos>",           "</s>",
+                                   "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"};
+    for (size_t i = 0; i < sizeof enders / sizeof *enders; i++) add_stop(t, token_id_of(t, enders[i]));
+}
+
 static int load_configs(Tokenizer *t, const char *dir, Err *e) {
     t->clean_up_spaces = 1; /* Hugging Face's default when the config does not say */
     t->bos_id = t->eos_id = -1;
@@ -361,10 +369,7 @@ static int load_configs(Tokenizer *t, const char *dir, Err *e) {
     if (add_model_config_stops(t, dir, "config.json", e) < 0 ||
         add_model_config_stops(t, dir, "generation_config.json", e) < 0)
         return -1;
-    static const char *enders[] = {"<|eot_id|>",  "<|eom_id|>",    "<|end_of_text|>", "<|im_end|>",
-                                   "<|endoftext|>", "<end_of_turn>", "<eos>",           "</s>",
-                                   "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"};
-    for (size_t i = 0; i < sizeof enders / sizeof *enders; i++) add_stop(t, token_id_of(t, enders[i]));
+    add_known_stops(t);
     return 0;
 }
 
@@ -386,27 +391,30 @@ static int load_pipeline(LoadCtx *c, Err *e) {
     return 0;
 }
 
-static int load_tokenizer_json(Tokenizer *t, const char *path, Err *e) {
-    char *text;
-    size_t len;
-    if (file_read_all(path, MAX_TOKENIZER_JSON, &text, &len, e) < 0) return -1;
+/* tokenizer.json text -> vocab, merges, pipeline, added tokens; `name` prefixes errors. */
+static int load_tokenizer_text(Tokenizer *t, const char *text, size_t len, const char *name, Err *e) {
     size_t bad = utf8_valid_prefix(text, len);
-    if (bad != len) {
-        free(text);
-        return err_set(e, "%s is not valid UTF-8 (byte %zu)", path, bad);
-    }
+    if (bad != len) return err_set(e, "%s is not valid UTF-8 (byte %zu)", name, bad);
     LoadCtx c = {.t = t, .top = cJSON_CreateObject(), .model = cJSON_CreateObject()};
     TokJsonVisitor v = {&c, on_top_member, on_model_member, on_vocab_entry, on_merge_entry};
     int rc = tok_json_read(text, len, &v, e);
-    free(text);
     if (rc == 0) rc = load_model(&c, e);
     sb_free(&c.merge_text);
     if (rc == 0) rc = load_pipeline(&c, e);
     if (rc == 0) rc = load_added_tokens(&c, e);
     cJSON_Delete(c.top);
     cJSON_Delete(c.model);
-    if (rc < 0) return err_wrap(e, "%s", path);
+    if (rc < 0) return err_wrap(e, "%s", name);
     return 0;
+}
+
+static int load_tokenizer_json(Tokenizer *t, const char *path, Err *e) {
+    char *text;
+    size_t len;
+    if (file_read_all(path, MAX_TOKENIZER_JSON, &text, &len, e) < 0) return -1;
+    int rc = load_tokenizer_text(t, text, len, path, e);
+    free(text);
+    return rc;
 }
 
 int tok_load(Tokenizer **out, const char *dir, Err *e) {
@@ -429,6 +437,22 @@ int tok_load(Tokenizer **out, const char *dir, Err *e) {
         tok_free(t);
         return -1;
     }
+    *out = t;
+    return 0;
+}
+
+int tok_load_json(Tokenizer **out, const char *json, size_t len, const char *name, Err *e) {
+    *out = NULL;
+    if (len > MAX_TOKENIZER_JSON) return err_set(e, "%s is larger than %u bytes", name, MAX_TOKENIZER_JSON);
+    Tokenizer *t = xcalloc(1, sizeof *t);
+    t->dir = xstrdup(name);
+    t->clean_up_spaces = 1;
+    t->bos_id = t->eos_id = -1;
+    if (load_tokenizer_text(t, json, len, name, e) < 0) {
+        tok_free(t);
+        return -1;
+    }
+    add_known_stops(t);
     *out = t;
     return 0;
 }

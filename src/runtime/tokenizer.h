@@ -41,6 +41,10 @@ typedef struct Tokenizer Tokenizer;
  * DIR/chat_template.jinja is read when the config has no template) and the eos ids
  * of DIR/config.json and DIR/generation_config.json when present (stop tokens). */
 int tok_load(Tokenizer **out, const char *dir, Err *e);
+/* The same from tokenizer.json text alone (no configuration files: no bos/eos
+ * tokens or chat template; the stop ids are the known end tokens the vocabulary
+ * has). `name` stands for the file in errors. Used by tests and the fuzz target. */
+int tok_load_json(Tokenizer **out, const char *json, size_t len, const char *name, Err *e);
 void tok_free(Tokenizer *t);
 
 /* ---- encoding -------------------------------------------------------------------- */
