@@ -14,7 +14,9 @@
 
 #define MAX_TOKENIZER_JSON (1u << 30)
 #define MAX_CONFIG_JSON (64u << 20)
-#define MAX_VOCAB_ID 16000000
+/* Ids are array indices: a bound keeps a one-line file from claiming gigabytes. 16x the
+ * largest vocabulary in use (Gemma 3: 262,144 ids). */
+#define MAX_VOCAB_ID ((1 << 22) - 1)
 
 /* ==== arena and id table ===================================================== */
 
@@ -32,11 +34,12 @@ uint32_t tok_arena_add(Tokenizer *t, const char *s, size_t len) {
     return off;
 }
 
-/* Makes ids [0, id] addressable. */
+/* Makes ids [0, id] addressable (id <= MAX_VOCAB_ID). */
 static void ensure_id(Tokenizer *t, int id) {
     if (id >= t->cap_vocab) {
         int old = t->cap_vocab, cap = old ? old : 1024;
         while (cap <= id) cap *= 2;
+        if (cap > MAX_VOCAB_ID + 1) cap = MAX_VOCAB_ID + 1;
         t->tok_off = xrealloc(t->tok_off, sizeof *t->tok_off * (size_t)cap);
         t->tok_len = xrealloc(t->tok_len, sizeof *t->tok_len * (size_t)cap);
         t->tok_flags = xrealloc(t->tok_flags, (size_t)cap);
@@ -56,7 +59,7 @@ typedef struct {
     Tokenizer *t;
     cJSON *top;   /* the members other than "model", parsed */
     cJSON *model; /* the members of "model" other than vocab and merges, parsed */
-    StrBuf merge_text; /* merge parts, NUL-separated: a\0b\0a\0b\0... */
+    StrBuf merge_text; /* merge parts, each a u32 length and its bytes (tokens may hold NULs) */
     long n_merges;
     long n_vocab_entries;
 } LoadCtx;
@@ -101,12 +104,24 @@ static int on_vocab_entry(void *vctx, const char *tok, size_t len, long id, Err 
 
 static int on_merge_entry(void *vctx, long index, const char *a, size_t alen, const char *b, size_t blen, Err *e) {
     LoadCtx *c = vctx;
+    if (alen > UINT32_MAX || blen > UINT32_MAX) return err_set(e, "model.merges[%ld] is too long", index);
+    uint32_t la = (uint32_t)alen, lb = (uint32_t)blen;
+    sb_add(&c->merge_text, &la, sizeof la);
     sb_add(&c->merge_text, a, alen);
-    sb_addc(&c->merge_text, 0);
+    sb_add(&c->merge_text, &lb, sizeof lb);
     sb_add(&c->merge_text, b, blen);
-    sb_addc(&c->merge_text, 0);
     c->n_merges++;
     return 0;
+}
+
+/* The next length-prefixed merge part at *p. */
+static const char *next_merge_part(const char **p, size_t *len) {
+    uint32_t n;
+    memcpy(&n, *p, sizeof n);
+    const char *s = *p + sizeof n;
+    *p = s + n;
+    *len = n;
+    return s;
 }
 
 /* Turns the merge list into (a, b) -> (rank, merged id). As in Hugging Face, every
@@ -116,25 +131,26 @@ static int resolve_merges(LoadCtx *c, Err *e) {
     u64map_init(&t->merges, (size_t)c->n_merges);
     size_t prefix_len = t->subword_prefix ? strlen(t->subword_prefix) : 0;
     StrBuf joined = {0};
-    const char *p = c->merge_text.data, *end = p + c->merge_text.len;
-    for (long rank = 0; p < end; rank++) {
-        const char *a = p;
-        size_t alen = strlen(a);
-        const char *b = a + alen + 1;
-        size_t blen = strlen(b);
-        p = b + blen + 1;
+    const char *p = c->merge_text.data;
+    for (long rank = 0; rank < c->n_merges; rank++) {
+        size_t alen, blen;
+        const char *a = next_merge_part(&p, &alen);
+        const char *b = next_merge_part(&p, &blen);
         int ia = strmap_get(&t->vocab, t->arena, a, alen), ib = strmap_get(&t->vocab, t->arena, b, blen);
+        /* (parts are not NUL-terminated here; messages show at most 200 bytes of each) */
+        int pa = alen < 200 ? (int)alen : 200, pb = blen < 200 ? (int)blen : 200;
         if (ia < 0 || ib < 0) {
             sb_free(&joined);
-            return err_set(e, "model.merges[%ld] (\"%s\" \"%s\"): \"%s\" is not in model.vocab", rank, a, b, ia < 0 ? a : b);
+            return err_set(e, "model.merges[%ld] (\"%.*s\" \"%.*s\"): \"%.*s\" is not in model.vocab", rank, pa, a, pb, b,
+                           ia < 0 ? pa : pb, ia < 0 ? a : b);
         }
         sb_clear(&joined);
         sb_add(&joined, a, alen);
         if (blen >= prefix_len) sb_add(&joined, b + prefix_len, blen - prefix_len);
         int im = strmap_get(&t->vocab, t->arena, joined.data, joined.len);
         if (im < 0) {
-            err_set(e, "model.merges[%ld] (\"%s\" \"%s\"): the merged token \"%s\" is not in model.vocab", rank, a, b,
-                    joined.data);
+            err_set(e, "model.merges[%ld] (\"%.*s\" \"%.*s\"): the merged token \"%.400s\" is not in model.vocab", rank, pa,
+                    a, pb, b, joined.data);
             sb_free(&joined);
             return -1;
         }
@@ -318,7 +334,7 @@ static const char *chat_template_of(const cJSON *cfg) {
 static void add_known_stops(Tokenizer *t) {
     static const char *enders[] = {"<|eot_id|>",  "<|eom_id|>",    "<|end_of_text|>", "<|im_end|>",
                                    "<|endoftext|>", "<end_of_turn>", "<eos>",           "</s>",
-                                   "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"};
+                                   ("<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>")};
     for (size_t i = 0; i < sizeof enders / sizeof *enders; i++) add_stop(t, token_id_of(t, enders[i]));
 }
 
