@@ -19,8 +19,31 @@ const char *json_type_name(const cJSON *item) {
 
 static int is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
+/* Offset of the first bracket nested deeper than limit (outside strings), or len if none. */
+static size_t too_deep_at(const char *text, size_t len, int limit) {
+    int depth = 0, in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\') i++;
+            else if (c == '"') in_string = 0;
+        } else if (c == '"') {
+            in_string = 1;
+        } else if (c == '[' || c == '{') {
+            if (++depth > limit) return i;
+        } else if (c == ']' || c == '}') {
+            depth--;
+        }
+    }
+    return len;
+}
+
 int json_parse_text(const char *text, size_t len, const char *what, cJSON **out, Err *e) {
     *out = NULL;
+    size_t deep = too_deep_at(text, len, JSON_MAX_DEPTH);
+    if (deep < len)
+        return err_set(e, "%s is nested more than %d levels deep (at byte %zu); no file anemll reads is", what,
+                       JSON_MAX_DEPTH, deep);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (!root) {

@@ -22,6 +22,10 @@
  * syntax error, the byte offset. */
 int json_read_file(const char *path, size_t max_len, cJSON **out, Err *e);
 
+/* Deepest array/object nesting json_parse_text accepts: config.json, checkpoint indexes and
+ * safetensors headers are 2-4 levels deep; a deeper file is refused before parsing. */
+#define JSON_MAX_DEPTH 64
+
 /* Parses text[0..len); trailing whitespace is allowed, anything else after the
  * value is an error. `what` names the text in errors ("<file>: header"). */
 int json_parse_text(const char *text, size_t len, const char *what, cJSON **out, Err *e);

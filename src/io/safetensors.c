@@ -117,8 +117,9 @@ static int parse_entry(const char *path, const cJSON *item, uint64_t data_size, 
     uint64_t b, en;
     if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 || json_as_count(offs->child, &b) < 0 ||
         json_as_count(offs->child->next, &en) < 0)
-        return err_set(e, "%s: tensor '%s': \"data_offsets\" must be two non-negative integers [begin, end]", path,
-                       name);
+        return err_set(e, "%s: tensor '%s': \"data_offsets\" must be two integers [begin, end] in 0..2^53 (the data "
+                          "section is %llu bytes)",
+                       path, name, (unsigned long long)data_size);
     if (b > en)
         return err_set(e, "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", path, name,
                        (unsigned long long)b, (unsigned long long)en);

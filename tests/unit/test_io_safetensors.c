@@ -123,11 +123,11 @@ static void test_header_rules(void **state) {
     expect_open_error("{\"w\":{\"dtype\":\"BF16\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,8]}}", 8,
                       0, "w", "overflows");
     expect_open_error("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]}}", 8, 0, "w",
-                      "must be two non-negative integers");
+                      "must be two integers [begin, end] in 0..2^53");
     expect_open_error("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[-8,0]}}", 8, 0, "w",
-                      "must be two non-negative integers");
+                      "must be two integers [begin, end] in 0..2^53");
     expect_open_error("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,18446744073709551615]}}", 8, 0,
-                      "w", "must be two non-negative integers");
+                      "w", "must be two integers [begin, end] in 0..2^53");
     expect_open_error("{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,0]}}", 8, 0, "w",
                       "end before they begin");
     expect_open_error("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, 0, "w",
