@@ -71,6 +71,26 @@ int json_read_file(const char *path, size_t max_len, cJSON **out, Err *e) {
     return rc;
 }
 
+static int by_key(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+int json_duplicate_key(const cJSON *obj, const char **key) {
+    size_t n = 0;
+    for (const cJSON *it = obj ? obj->child : NULL; it; it = it->next) n++;
+    if (n < 2) return 0;
+    const char **keys = xmalloc(sizeof *keys * n);
+    n = 0;
+    for (const cJSON *it = obj->child; it; it = it->next) keys[n++] = it->string ? it->string : "";
+    qsort(keys, n, sizeof *keys, by_key);
+    int dup = 0;
+    for (size_t i = 1; i < n && !dup; i++)
+        if (!strcmp(keys[i - 1], keys[i])) {
+            dup = 1;
+            *key = keys[i];
+        }
+    free(keys);
+    return dup;
+}
+
 int json_as_count(const cJSON *item, uint64_t *out) {
     if (!cJSON_IsNumber(item)) return -1;
     double v = item->valuedouble;
@@ -101,8 +121,8 @@ int json_get_int(const cJSON *obj, const char *key, int64_t min, int64_t max, in
 int json_get_double(const cJSON *obj, const char *key, double *out, Err *e) {
     const cJSON *it = lookup(obj, key);
     if (!it) return 0;
-    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble))
-        return err_set(e, "%s: expected a number, got %s", key, json_type_name(it));
+    if (!cJSON_IsNumber(it)) return err_set(e, "%s: expected a number, got %s", key, json_type_name(it));
+    if (!isfinite(it->valuedouble)) return err_set(e, "%s: expected a finite number, got %g", key, it->valuedouble);
     *out = it->valuedouble;
     return 1;
 }

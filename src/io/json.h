@@ -38,6 +38,10 @@ int json_get_bool(const cJSON *obj, const char *key, int *out, Err *e);
 /* Points into the tree (valid while the tree lives). */
 int json_get_string(const cJSON *obj, const char *key, const char **out, Err *e);
 
+/* 1 if the object has a key twice (*key set to it; JSON leaves the meaning open: Python keeps
+ * the last, cJSON lookups find the first), else 0. O(n log n). */
+int json_duplicate_key(const cJSON *obj, const char **key);
+
 /* A JSON number as an exact non-negative integer (0..2^53); -1 if it is not one. */
 int json_as_count(const cJSON *item, uint64_t *out);
 

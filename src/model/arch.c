@@ -23,7 +23,12 @@ typedef struct Cfg {
     Err *e;
 } Cfg;
 
-static int cfg_fail(const Cfg *c) { return err_wrap(c->e, "%s: %s", c->origin, c->keyprefix); }
+/* "<file>: <prefix><key>: <what is wrong>" from the getter's "<key>: <what is wrong>". */
+static int cfg_fail(const Cfg *c) {
+    char msg[sizeof c->e->msg];
+    snprintf(msg, sizeof msg, "%s", c->e->msg);
+    return err_set(c->e, "%s: %s%s", c->origin, c->keyprefix, msg);
+}
 
 /* Integer key in [min, max]; absent or null -> *out = def. */
 static int cfg_int(const Cfg *c, const char *key, int64_t min, int64_t max, int64_t def, int64_t *out) {
@@ -244,6 +249,9 @@ static int check_dims(const Cfg *c, Arch *a, int head_dim_given) {
                        c->origin, c->keyprefix, a->hidden, a->n_heads);
     if (a->head_dim % 2)
         return err_set(c->e, "%s: %shead_dim (%d) must be even for RoPE", c->origin, c->keyprefix, a->head_dim);
+    if (a->head_dim > ARCH_MAX_HEAD_DIM)
+        return err_set(c->e, "%s: %shead_dim (hidden_size / num_attention_heads = %d) is larger than %d", c->origin,
+                       c->keyprefix, a->head_dim, ARCH_MAX_HEAD_DIM);
     return 0;
 }
 
@@ -261,7 +269,7 @@ static int parse_text_config(const Cfg *c, const FamilyDefaults *fd, Arch *a) {
         return -1;
     int head_dim_given = cfg_item(c->obj, "head_dim") != NULL;
     int64_t hd_default = fd->head_dim ? fd->head_dim : a->hidden / a->n_heads;
-    if (cfg_int32(c, "head_dim", 2, 4096, hd_default, &a->head_dim) < 0) return -1;
+    if (cfg_int32(c, "head_dim", 2, ARCH_MAX_HEAD_DIM, hd_default, &a->head_dim) < 0) return -1;
     if (check_dims(c, a, head_dim_given || fd->head_dim) < 0) return -1;
 
     double eps;
@@ -335,6 +343,14 @@ static int reject_quantized(const cJSON *obj, const char *origin, const char *wh
                    origin, where, method ? " (quant_method \"" : "", method ? method : "", method ? "\")" : "");
 }
 
+/* A key given twice has no agreed meaning (transformers keeps the last, lookups here would
+ * find the first): refused rather than guessed. */
+static int reject_duplicates(const cJSON *obj, const char *origin, const char *where, Err *e) {
+    const char *key;
+    if (!json_duplicate_key(obj, &key)) return 0;
+    return err_set(e, "%s: key \"%s%.80s\" appears twice; keep one", origin, where, key);
+}
+
 /* ==== public: parse / load / free ========================================= */
 
 int arch_parse(Arch *a, const char *json, size_t len, const char *origin, Err *e) {
@@ -347,7 +363,7 @@ int arch_parse(Arch *a, const char *json, size_t len, const char *origin, Err *e
         err_set(e, "%s: must be a JSON object", origin);
         goto done;
     }
-    if (reject_quantized(root, origin, "", e) < 0) goto done;
+    if (reject_duplicates(root, origin, "", e) < 0 || reject_quantized(root, origin, "", e) < 0) goto done;
     if (json_get_string(root, "model_type", &type, e) < 0) {
         err_wrap(e, "%s", origin);
         goto done;
@@ -364,7 +380,8 @@ int arch_parse(Arch *a, const char *json, size_t len, const char *origin, Err *e
             err_set(e, "%s: model_type gemma3 needs a \"text_config\" object describing the language model", origin);
             goto done;
         }
-        if (reject_quantized(tc, origin, "text_config.", e) < 0) goto done;
+        if (reject_duplicates(tc, origin, "text_config.", e) < 0 || reject_quantized(tc, origin, "text_config.", e) < 0)
+            goto done;
         text_type = "gemma3_text";
         const char *inner = NULL;
         if (json_get_string(tc, "model_type", &inner, e) < 0) {
@@ -477,7 +494,8 @@ float arch_rope_attention_scaling(const Arch *a, int layer) {
 
 void arch_rope_cos_sin(const Arch *a, int layer, long pos, float *cos_out, float *sin_out) {
     int half = a->head_dim / 2;
-    float inv[2048];
+    float inv[ARCH_MAX_HEAD_DIM / 2];
+    AN_ASSERT(half <= ARCH_MAX_HEAD_DIM / 2);   /* arch_parse refuses larger heads */
     arch_rope_inv_freq(a, layer, inv);
     float scale = arch_rope_attention_scaling(a, layer);
     for (int i = 0; i < half; i++) {

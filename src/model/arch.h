@@ -35,6 +35,7 @@
 #include "common/err.h"
 
 #define ARCH_MAX_EOS 16
+#define ARCH_MAX_HEAD_DIM 4096      /* head_dim, given or derived (hidden_size / heads) */
 #define ARCH_SUPPORTED_TYPES "llama, qwen2, qwen3, gemma3_text, gemma3"
 
 typedef enum ArchFamily { FAMILY_LLAMA, FAMILY_QWEN2, FAMILY_QWEN3, FAMILY_GEMMA3 } ArchFamily;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "common/util.h"
@@ -309,11 +310,80 @@ static void test_config_errors(void **state) {
     expect_error(GEMMA ",\"rope_local_base_freq\":0}", "rope_local_base_freq must be positive");
 }
 
+/* Hostile configs: derived values out of range, deep nesting, enormous files and lists. Each
+ * refused by name, in bounded time (found by fuzz/fuzz_config.c: a head_dim derived from
+ * hidden_size / heads was not range-checked and overflowed the RoPE table on the stack). */
+static void test_hostile_configs(void **state) {
+    (void)state;
+    expect_error("{\"model_type\":\"llama\",\"hidden_size\":644096,\"intermediate_size\":8,\"vocab_size\":10}",
+                 "cfg.json: head_dim (hidden_size / num_attention_heads = 20128) is larger than 4096");
+    expect_error(LLAMA ",\"head_dim\":8192}", "head_dim: 8192 is out of range (2..4096)");
+    /* the largest accepted head gives its full RoPE table */
+    Arch a;
+    Err e = {0};
+    static const char big[] = "{\"model_type\":\"llama\",\"hidden_size\":8192,\"num_attention_heads\":2,"
+                              "\"intermediate_size\":8,\"vocab_size\":10,\"max_position_embeddings\":1073741824}";
+    if (arch_parse(&a, big, sizeof big - 1, "cfg.json", &e) < 0) fail_msg("%s", e.msg);
+    assert_int_equal(a.head_dim, 4096);
+    float *c = xmalloc(sizeof(float) * 2048), *sn = xmalloc(sizeof(float) * 2048);
+    arch_rope_cos_sin(&a, 1, a.max_position - 1, c, sn);
+    for (int i = 0; i < 2048; i++) assert_true(fabsf(c[i] * c[i] + sn[i] * sn[i] - 1.0f) < 1e-3f);
+    free(c);
+    free(sn);
+    arch_free(&a);
+
+    expect_error("{\"model_type\":\"llama\",\"num_hidden_layers\":1e308}", "num_hidden_layers: expected an integer, got 1e+308");
+    expect_error("{\"model_type\":\"llama\",\"vocab_size\":-0.5}", "vocab_size: expected an integer, got -0.5");
+    expect_error(LLAMA ",\"num_hidden_layers\":4096}", "cfg.json: key \"num_hidden_layers\" appears twice; keep one");
+    expect_error("{\"model_type\":\"gemma3\",\"text_config\":{\"vocab_size\":8,\"vocab_size\":9}}",
+                 "key \"text_config.vocab_size\" appears twice");
+    expect_error("{\"model_type\":\"llama\",\"rope_theta\":1e400}", "cfg.json: rope_theta: expected a finite number, got inf");
+    expect_error("{\"model_type\":\"gemma3\",\"text_config\":{\"rope_theta\":-1e999}}",
+                 "cfg.json: text_config.rope_theta: expected a finite number, got -inf");
+    /* nesting, and model_type strings of any length */
+    size_t n = 100000;
+    char *deep = xmalloc(2 * n + 512), *q = stpcpy(deep, LLAMA ",\"x\":");
+    for (size_t i = 0; i < n; i++) *q++ = '[';
+    for (size_t i = 0; i < n; i++) *q++ = ']';
+    strcpy(q, "}");
+    expect_error(deep, "cfg.json is nested more than 64 levels deep");
+    free(deep);
+    char *type = xmalloc(100100);
+    q = stpcpy(type, "{\"model_type\":\"");
+    memset(q, 'x', 100000);
+    strcpy(q + 100000, "\"}");
+    expect_error(type, "model_type \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\" is not supported");
+    free(type);
+    /* a million eos ids: the first ARCH_MAX_EOS kept, in bounded time */
+    char *eos = xmalloc(8 * 1000000 + 256);
+    q = stpcpy(eos, LLAMA ",\"eos_token_id\":[");
+    for (int i = 0; i < 1000000; i++) q += sprintf(q, "%s%d", i ? "," : "", i % 10);
+    strcpy(q, "]}");
+    double t0 = now_seconds();
+    if (arch_parse(&a, eos, strlen(eos), "cfg.json", &e) < 0) fail_msg("%s", e.msg);
+    assert_true(now_seconds() - t0 < 5);
+    assert_int_equal(a.n_eos, ARCH_MAX_EOS);
+    arch_free(&a);
+    free(eos);
+    /* a config.json over the 64 MB limit (sparse): refused from its size */
+    char dir[] = "/tmp/anemll-arch-hostile.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *path = path_join(dir, "config.json");
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(ftruncate(fileno(f), (off_t)1 << 30), 0);
+    fclose(f);
+    assert_int_equal(arch_load(&a, dir, &e), -1);
+    if (!strstr(e.msg, "config.json is too large (1073741824 bytes")) fail_msg("%s", e.msg);
+    remove_tree(dir);
+    free(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refvector_configs), cmocka_unit_test(test_tensor_names_match_checkpoints),
         cmocka_unit_test(test_rope_frequencies),  cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_config_errors),     cmocka_unit_test(test_hostile_configs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
