@@ -62,6 +62,7 @@ typedef struct {
     StrBuf merge_text; /* merge parts, each a u32 length and its bytes (tokens may hold NULs) */
     long n_merges;
     long n_vocab_entries;
+    size_t json_len;   /* sizes the vocab map: an entry takes at least 6 bytes of JSON */
 } LoadCtx;
 
 static int add_parsed_member(cJSON *obj, const char *key, const char *json, size_t len, Err *e) {
@@ -96,7 +97,7 @@ static int on_vocab_entry(void *vctx, const char *tok, size_t len, long id, Err 
     uint32_t off = tok_arena_add(t, tok, len);
     t->tok_off[id] = off;
     t->tok_len[id] = (uint32_t)len;
-    if (!t->vocab.cap) strmap_init(&t->vocab, 1 << 16);
+    if (!t->vocab.cap) strmap_init(&t->vocab, c->json_len / 8 < (1 << 16) ? c->json_len / 8 + 16 : 1 << 16);
     strmap_put(&t->vocab, t->arena, off, (uint32_t)len, (int32_t)id);
     c->n_vocab_entries++;
     return 0;
@@ -411,7 +412,7 @@ static int load_pipeline(LoadCtx *c, Err *e) {
 static int load_tokenizer_text(Tokenizer *t, const char *text, size_t len, const char *name, Err *e) {
     size_t bad = utf8_valid_prefix(text, len);
     if (bad != len) return err_set(e, "%s is not valid UTF-8 (byte %zu)", name, bad);
-    LoadCtx c = {.t = t, .top = cJSON_CreateObject(), .model = cJSON_CreateObject()};
+    LoadCtx c = {.t = t, .top = cJSON_CreateObject(), .model = cJSON_CreateObject(), .json_len = len};
     TokJsonVisitor v = {&c, on_top_member, on_model_member, on_vocab_entry, on_merge_entry};
     int rc = tok_json_read(text, len, &v, e);
     if (rc == 0) rc = load_model(&c, e);
