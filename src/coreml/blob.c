@@ -259,6 +259,12 @@ static int check_header(BlobFile *f, Err *e) {
         return err_set(e, "%s: weight file format version %u; only version 2 (blob storage v2) is supported", f->name,
                        version);
     f->count = get_u32(f->data);
+    /* every blob takes at least its 64-byte metadata record */
+    uint64_t most = (f->size - BLOB_HEADER_SIZE) / BLOB_METADATA_SIZE;
+    if (f->count > most)
+        return err_set(e, "%s: the header claims %u blobs but a file of %llu bytes holds at most %llu; the file is "
+                          "truncated or corrupt",
+                       f->name, f->count, (unsigned long long)f->size, (unsigned long long)most);
     return 0;
 }
 

@@ -219,6 +219,53 @@ static void test_file_errors(void **state) {
     free(p);
 }
 
+/* weight.bin headers and records that claim more than the file holds, and files far larger
+ * than any package part (sparse: refused from their size, nothing read). */
+static void put_u64(char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (char)(v >> (8 * i));
+}
+
+static void test_hostile_sizes(void **state) {
+    (void)state;
+    char *p = copy_base(), *f = file_in(p, WEIGHTS);
+    size_t len;
+    char *data = read_text(f, &len);
+    char *orig = xmalloc(len);
+    memcpy(orig, data, len);
+    put_u64(data, 0xFFFFFFFFu | ((uint64_t)2 << 32));   /* count 2^32-1, version 2 */
+    write_bytes(f, data, len);
+    expect_open_error(p, "the header claims 4294967295 blobs but a file of 160 bytes holds at most 1");
+    memcpy(data, orig, len);
+    put_u64(data + 72, UINT64_MAX);   /* the record's data size */
+    write_bytes(f, data, len);
+    expect_open_error(p, "has data [128, +18446744073709551615) outside the file (size 160)");
+    memcpy(data, orig, len);
+    put_u64(data + 80, UINT64_MAX - 63);   /* the record's data offset */
+    write_bytes(f, data, len);
+    expect_open_error(p, "has data [18446744073709551552, +32) outside the file");
+    memcpy(data, orig, len);
+    put_u64(data + 80, 64);   /* data overlapping its own record */
+    write_bytes(f, data, len);
+    expect_open_error(p, "has data [64, +32) outside the file");
+    free(orig);
+    free(data);
+    free(f);
+    free(p);
+
+    static const struct { const char *rel; off_t size; const char *want; } big[] = {
+        {MODEL, (off_t)3 << 30, "model.mlmodel is too large (3221225472 bytes, limit 2147483648)"},
+        {MANIFEST, (off_t)1 << 30, "Manifest.json is too large (1073741824 bytes, limit 1048576)"},
+    };
+    for (size_t i = 0; i < sizeof big / sizeof *big; i++) {
+        p = copy_base();
+        f = file_in(p, big[i].rel);
+        assert_int_equal(truncate(f, big[i].size), 0);
+        expect_open_error(p, big[i].want);
+        free(f);
+        free(p);
+    }
+}
+
 /* ==== Protobuf edits ==== */
 
 typedef void (*Edit)(PbModel *m);
@@ -335,6 +382,18 @@ static void e_write_state_to_tensor(PbModel *m) {
     set_str(&input_binding(op_named(m, "write_state", 0), "input")->name, "y");
 }
 
+/* hostile sizes and offsets in the protobuf */
+static void e_blob_offset_2_64(PbModel *m) { attr(op_named(m, "const", 0), "val")->blobfilevalue->offset = UINT64_MAX - 63; }
+static void e_const_dims_huge(PbModel *m) {
+    CoreML__Specification__MILSpec__TensorType *t = op_named(m, "const", 0)->outputs[0]->type->tensortype;
+    t->dimensions[0]->constant->size = (uint64_t)1 << 62;
+    attr(op_named(m, "const", 0), "val")->type->tensortype->dimensions[0]->constant->size = (uint64_t)1 << 62;
+}
+static void e_input_dims_huge(PbModel *m) {
+    main_fn(m)->inputs[0]->type->tensortype->dimensions[1]->constant->size = UINT64_MAX;
+}
+static void e_desc_shape_huge(PbModel *m) { m->description->input[0]->type->multiarraytype->shape[1] = INT64_MAX; }
+
 static void expect_edit_error(Edit edit, const char *want, int lenient_ok) {
     char *p = copy_base(), *f = file_in(p, MODEL);
     size_t len;
@@ -391,6 +450,10 @@ static void test_protobuf_errors(void **state) {
         {e_write_state_to_tensor, "input 'input' must be a state", 0},
         {e_duplicate_input, "input 'x' is bound twice", 0},
         {e_op_type_chars, "op type is not a valid identifier", 0},
+        {e_blob_offset_2_64, "blob offset 18446744073709551552 is out of range", 0},
+        {e_const_dims_huge, "attribute 'val' has dimension 4611686018427387904 at axis 0, too large", 0},
+        {e_input_dims_huge, "function input has dimension 18446744073709551615 at axis 1, too large", 0},
+        {e_desc_shape_huge, "description of feature 'x' has invalid shape value 9223372036854775807", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) expect_edit_error(cases[i].edit, cases[i].want, cases[i].lenient_ok);
 }
@@ -400,6 +463,7 @@ int main(void) {
         cmocka_unit_test(test_base_is_valid),
         cmocka_unit_test(test_manifest_errors),
         cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_hostile_sizes),
         cmocka_unit_test(test_protobuf_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
