@@ -408,6 +408,24 @@ static int load_pipeline(LoadCtx *c, Err *e) {
     return 0;
 }
 
+/* The ids a post-processor adds must name tokens: an id past the vocabulary would reach the
+ * model's embedding table (Hugging Face takes them on trust). */
+static int check_post_ids(const Tokenizer *t, const TokPostProcessor *p, Err *e) {
+    if (!p) return 0;
+    for (int i = 0; i < p->n_children; i++)
+        if (check_post_ids(t, p->children[i], e) < 0) return -1;
+    for (int k = 0; k < 2; k++) {
+        const int *ids = k ? p->after : p->before;
+        int n = k ? p->n_after : p->n_before;
+        size_t len;
+        for (int i = 0; i < n; i++)
+            if (!tok_str(t, ids[i], &len))
+                return err_set(e, "post_processor: special token id %d is not in the vocabulary or added_tokens",
+                               ids[i]);
+    }
+    return 0;
+}
+
 /* tokenizer.json text -> vocab, merges, pipeline, added tokens; `name` prefixes errors. */
 static int load_tokenizer_text(Tokenizer *t, const char *text, size_t len, const char *name, Err *e) {
     size_t bad = utf8_valid_prefix(text, len);
@@ -419,6 +437,7 @@ static int load_tokenizer_text(Tokenizer *t, const char *text, size_t len, const
     sb_free(&c.merge_text);
     if (rc == 0) rc = load_pipeline(&c, e);
     if (rc == 0) rc = load_added_tokens(&c, e);
+    if (rc == 0) rc = check_post_ids(t, t->post_processor, e);
     cJSON_Delete(c.top);
     cJSON_Delete(c.model);
     if (rc < 0) return err_wrap(e, "%s", name);

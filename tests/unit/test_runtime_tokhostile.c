@@ -175,6 +175,34 @@ static void test_absurd_merges(void **state) {
     free(big);
 }
 
+/* Ids a post-processor adds must name tokens (found by fuzzing: a template id with no token
+ * was emitted by encode, and an id past the vocabulary would reach the embedding table). */
+static void test_post_processor_ids(void **state) {
+    (void)state;
+    static const char tmpl[] = "{\"added_tokens\": [{\"id\": 2, \"content\": \"<s>\", \"special\": true}], "
+                               "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": "
+                               "{\"id\": \"<s>\"}}, {\"Sequence\": {\"id\": \"A\"}}], \"special_tokens\": {\"<s>\": "
+                               "{\"id\": \"<s>\", \"ids\": [%d]}}}, " BPE("{\"a\": 0, \"b\": 1}", "[]") "}";
+    char json[1024];
+    snprintf(json, sizeof json, tmpl, 2);
+    Tokenizer *t = load_ok(json);
+    int *ids, n;
+    Err e = {0};
+    assert_int_equal(tok_encode(t, "ab", 2, TOK_ADD_SPECIAL, &ids, &n, &e), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(ids[0], 2);
+    free(ids);
+    tok_free(t);
+    snprintf(json, sizeof json, tmpl, 3);
+    expect_refused(json, strlen(json), "post_processor: special token id 3 is not in the vocabulary or added_tokens");
+    snprintf(json, sizeof json, tmpl, -7);
+    expect_refused(json, strlen(json), "special token id -7 is not in the vocabulary");
+    static const char roberta[] = "{\"post_processor\": {\"type\": \"Sequence\", \"processors\": [{\"type\": "
+                                  "\"RobertaProcessing\", \"cls\": [\"<s>\", 0], \"sep\": [\"</s>\", 99999]}]}, "
+                                  BPE("{\"a\": 0}", "[]") "}";
+    expect_refused(roberta, sizeof roberta - 1, "special token id 99999 is not in the vocabulary");
+}
+
 /* ==== nesting and size ================================================================ */
 
 static void test_deep_nesting(void **state) {
@@ -313,6 +341,7 @@ int main(void) {
         cmocka_unit_test(test_no_merges),
         cmocka_unit_test(test_merge_chain),
         cmocka_unit_test(test_absurd_merges),
+        cmocka_unit_test(test_post_processor_ids),
         cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_enormous_file),
         cmocka_unit_test(test_many_added_tokens),
