@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/killpoint.h"
+
 static void out_of_memory(size_t n) {
     fprintf(stderr, "fatal: out of memory allocating %zu bytes\n", n);
     abort();
@@ -91,6 +93,17 @@ int file_read_all(const char *path, size_t max_len, char **out, size_t *len, Err
     return 0;
 }
 
+/* Directory part of a path ("." for a bare name); caller frees. */
+static char *parent_of(const char *path) {
+    const char *s = strrchr(path, '/');
+    if (!s) return xstrdup(".");
+    if (s == path) return xstrdup("/");
+    char *d = xmalloc((size_t)(s - path) + 1);
+    memcpy(d, path, (size_t)(s - path));
+    d[s - path] = 0;
+    return d;
+}
+
 int file_write_atomic(const char *path, const void *data, size_t len, Err *e) {
     char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -101,26 +114,30 @@ int file_write_atomic(const char *path, const void *data, size_t len, Err *e) {
     }
     const char *p = data;
     size_t left = len;
-    while (left) {
+    int rc = 0;
+    while (left && rc == 0) {
         ssize_t w = write(fd, p, left);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            err_errno(e, "cannot write %s", path);
-            close(fd);
-            unlink(tmp);
-            free(tmp);
-            return -1;
-        }
-        p += w;
-        left -= (size_t)w;
+        if (w < 0) rc = err_errno(e, "cannot write %s", path);
+        else if (w == 0) rc = err_set(e, "cannot write %s: the file system accepted no more bytes", path);
+        else p += w, left -= (size_t)w;
     }
-    if (close(fd) < 0 || rename(tmp, path) < 0) {
-        err_errno(e, "cannot write %s", path);
+    /* synced before the rename: after a crash the name holds the old or the new bytes, whole */
+    if (rc == 0 && fsync(fd) < 0 && errno != EINVAL && errno != EROFS) rc = err_errno(e, "cannot write %s", path);
+    if (close(fd) < 0 && rc == 0) rc = err_errno(e, "cannot write %s", path);
+    if (rc == 0) killpoint("temporary file written", tmp);
+    if (rc == 0 && rename(tmp, path) < 0) rc = err_errno(e, "cannot rename %s to %s", tmp, path);
+    if (rc < 0) {
         unlink(tmp);
         free(tmp);
         return -1;
     }
     free(tmp);
+    killpoint("file renamed into place", path);
+    char *dir = parent_of(path);
+    Err ignore;
+    fsync_path(dir, &ignore);
+    free(dir);
     return 0;
 }
 

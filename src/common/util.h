@@ -23,8 +23,9 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * Fails if the file is larger than max_len bytes (so a hostile file cannot
  * make us allocate without bound). */
 int file_read_all(const char *path, size_t max_len, char **out, size_t *len, Err *e);
-/* Writes a whole file through a temporary sibling and rename(), so readers
- * never see a partial file. */
+/* Writes a whole file through a temporary sibling ("<path>.tmp.<pid>"), synced, then
+ * rename(): readers, and a crash at any point, never see a partial file. The temporary is
+ * removed on failure (a full disk included). */
 int file_write_atomic(const char *path, const void *data, size_t len, Err *e);
 
 int path_exists(const char *path);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/killpoint.h"
 #include "common/util.h"
 #include "coreml/blob.h"
 
@@ -222,11 +223,13 @@ int blob_writer_add(BlobWriter *w, MilDType dt, uint64_t numel, const void *data
     w->digest[0] = hash64(rec_digest, sizeof rec_digest, w->digest[0]);
     w->digest[1] = hash64(rec_digest, sizeof rec_digest, w->digest[1] ^ 0x9E3779B97F4A7C15ull);
     *offset = meta;
+    killpoint("blob written", w->path);
     return 0;
 }
 
 int blob_writer_finish(BlobWriter *w, Err *e) {
     if (write_header(w, e) < 0) return -1;
+    killpoint("weight.bin header written", w->path);
     if (fsync(w->fd) < 0 && errno != EINVAL && errno != EROFS) return err_errno(e, "cannot sync %s", w->path);
     return 0;
 }

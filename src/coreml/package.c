@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/killpoint.h"
 #include "common/util.h"
 #include "coreml/internal.h"
 #include "coreml/pb.h"
@@ -39,6 +40,7 @@ static int write_file_synced(const char *path, const void *data, size_t len, Err
         return -1;
     }
     if (close(fd) < 0) return err_errno(e, "cannot write %s", path);
+    killpoint("package file written", path);
     return 0;
 }
 
@@ -136,7 +138,7 @@ int pkg_writer_add_blob(PkgWriter *w, MilDType dt, uint64_t numel, const void *d
     memset(ref, 0, sizeof *ref);
     uint64_t off, nbytes;
     if (mil_packed_size(dt, numel, &nbytes) < 0) return err_set(e, "blob of %llu elements is too large", (unsigned long long)numel);
-    if (blob_writer_add(w->blobs, dt, numel, data, &off, NULL, e) < 0) return -1;
+    if (blob_writer_add(w->blobs, dt, numel, data, &off, NULL, e) < 0) return err_wrap(e, "writing %s", w->path);
     ref->file = PKG_WEIGHT_PATH;
     ref->offset = off;
     ref->nbytes = nbytes;
@@ -184,11 +186,14 @@ static int publish(PkgWriter *w, Err *e) {
     if (lstat(w->path, &st) == 0) {
         if (!S_ISDIR(st.st_mode)) return err_set(e, "%s exists and is not a package directory; remove it first", w->path);
         old = xasprintf("%s.old.XXXXXX", w->path);
-        if (!mkdtemp(old) || rename(w->path, old) < 0) {
+        int made = mkdtemp(old) != NULL;
+        if (!made || rename(w->path, old) < 0) {
             err_errno(e, "cannot move the existing %s aside", w->path);
+            if (made) rmdir(old);
             free(old);
             return -1;
         }
+        killpoint("old package moved aside", old);
     }
     if (rename(w->tmp, w->path) < 0) {
         err_errno(e, "cannot rename %s to %s", w->tmp, w->path);
@@ -196,6 +201,7 @@ static int publish(PkgWriter *w, Err *e) {
         free(old);
         return -1;
     }
+    killpoint("package renamed into place", w->path);
     if (old) {
         remove_tree(old);
         free(old);
@@ -249,18 +255,21 @@ int pkg_writer_finish(PkgWriter *w, const MilProgram *p, const PkgMetadata *meta
     cml_format_uuid(wid, weights_id);
     manifest = cml_manifest_text(model_id, weights_id);
     path = xasprintf("%s/model.mlmodel", w->data_dir);
-    if (write_file_synced(path, model, model_len, e) < 0) goto out;
+    if (write_file_synced(path, model, model_len, e) < 0) goto failed;
     free(path);
     path = xasprintf("%s/Manifest.json", w->tmp);
-    if (write_file_synced(path, manifest, strlen(manifest), e) < 0) goto out;
+    if (write_file_synced(path, manifest, strlen(manifest), e) < 0) goto failed;
     free(path);
     path = xasprintf("%s/weights", w->data_dir);
-    if (fsync_path(path, e) < 0 || fsync_path(w->data_dir, e) < 0) goto out;
+    if (fsync_path(path, e) < 0 || fsync_path(w->data_dir, e) < 0) goto failed;
     free(path);
     path = xasprintf("%s/Data", w->tmp);
-    if (fsync_path(path, e) < 0 || fsync_path(w->tmp, e) < 0) goto out;
+    if (fsync_path(path, e) < 0 || fsync_path(w->tmp, e) < 0) goto failed;
     if (publish(w, e) < 0) goto out;
     rc = 0;
+    goto out;
+failed:
+    err_wrap(e, "writing %s", w->path);
 out:
     free(model);
     free(manifest);
