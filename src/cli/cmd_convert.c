@@ -1,9 +1,11 @@
 /* cmd_convert.c - `anemll convert`: a Hugging Face checkpoint to ANEMLL's Core ML packages
  * (the pipeline of ../shared/seed/convert_model.md; the work is done by parts/convert.c). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 
 #include "cli/cli.h"
 #include "common/util.h"
@@ -46,7 +48,9 @@ static const char *usage_text =
     "\n"
     "Steps: 1 embeddings, 2 LM head, 3 FFN, 4 prefill, 5 combine, 6 compile (macOS only), 7 tokenizer +\n"
     "meta.yaml, 8 test (every package read back and checked). Every package is written atomically; a\n"
-    "conversion run twice, or resumed with --restart, writes byte-identical files.\n";
+    "conversion run twice, or resumed with --restart, writes byte-identical files. An interrupted\n"
+    "conversion (killed, crashed, disk full) leaves no half-written file and no meta.yaml: run again\n"
+    "with --restart at the step it was in (a failed run prints the command).\n";
 
 typedef struct Printer {
     double t0;
@@ -158,6 +162,44 @@ static int verify_step(const ConvertOptions *o) {
     return rc;
 }
 
+/* The command line again, with --restart/--only replaced by the step to resume at. */
+static void print_resume_command(int argc, char **argv, const char *opt, int step) {
+    fprintf(stderr, "  anemll convert");
+    for (int i = 1; i < argc; i++) {   /* argv[0] is "convert" */
+        if (!strcmp(argv[i], "--restart") || !strcmp(argv[i], "--only")) {
+            i++;
+            continue;
+        }
+        if (!strncmp(argv[i], "--restart=", 10) || !strncmp(argv[i], "--only=", 7)) continue;
+        const char *a = argv[i];
+        if (strpbrk(a, " \t'\"$\\") || !*a) {
+            fputs(" '", stderr);
+            for (; *a; a++) fputs(*a == '\'' ? "'\\''" : (char[]){*a, 0}, stderr);
+            fputc('\'', stderr);
+        } else {
+            fprintf(stderr, " %s", a);
+        }
+    }
+    fprintf(stderr, " %s %d\n", opt, step);
+}
+
+/* After a failed run: what is left, why (a full disk is named as such), and how to resume. */
+static void explain_failure(const Conversion *c, const ConvertOptions *o, const char *msg, int argc, char **argv) {
+    if (strstr(msg, strerror(ENOSPC)) || strstr(msg, strerror(EDQUOT))) {
+        struct statvfs vfs;
+        if (statvfs(o->output_dir, &vfs) == 0)
+            fprintf(stderr, "The file system of %s is full (%.1f MiB free): free space there or choose another "
+                            "--output.\n",
+                    o->output_dir, (double)vfs.f_bavail * (double)vfs.f_frsize / 1048576.0);
+    }
+    int step = convert_failed_step(c);
+    if (!step) return;
+    fprintf(stderr, "Nothing half-written was left behind: files and packages appear only when complete%s. "
+                    "Fix the cause and resume with:\n",
+            step > 1 && !o->only ? " (those of the steps before it are done)" : "");
+    print_resume_command(argc, argv, o->only ? "--only" : "--restart", step);
+}
+
 static int run_convert(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
         fputs(usage_text, stdout);
@@ -174,8 +216,7 @@ static int run_convert(int argc, char **argv) {
     int rc = convert_run(c, &e);
     if (rc < 0) {
         fprintf(stderr, "error: %s\n", e.msg);
-        fprintf(stderr, "Packages written before the failure are complete; fix the cause and resume with --restart "
-                        "at the failed step.\n");
+        explain_failure(c, &o, e.msg, argc, argv);
     } else {
         if (convert_step_selected(&o, 8) && verify_step(&o) < 0) rc = -1;
         print_summary(c, &o, now_seconds() - p.t0);

@@ -2,16 +2,20 @@
  *
  * Sections: events and results, checks before work starts, the steps, the driver.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/killpoint.h"
 #include "common/util.h"
 #include "parts/check.h"
 #include "parts/convert.h"
@@ -37,6 +41,8 @@ struct Conversion {
     int n_results, cap_results;
     int ffn_prefill_done;         /* step 3 also wrote the prefill packages */
     PartPrefetch *prefetch;       /* reads the weights of steps 1-4 ahead */
+    int failed_step;              /* the step convert_run failed in, 0 = none */
+    int lock_fd;                  /* the output folder, flock'ed while convert_run runs; -1 = none */
 };
 
 static const char *const step_titles[CONVERT_STEPS + 1] = {
@@ -55,6 +61,8 @@ const char *convert_step_title(int step) { return step >= 1 && step <= CONVERT_S
 const Arch *convert_arch(const Conversion *c) { return &c->arch; }
 int convert_n_chunks(const Conversion *c) { return c->n_chunks; }
 const char *convert_prefix(const Conversion *c) { return c->prefix; }
+
+int convert_failed_step(const Conversion *c) { return c->failed_step; }
 
 const ConvertResult *convert_results(const Conversion *c, int *n) {
     *n = c->n_results;
@@ -373,6 +381,7 @@ int convert_prepare(Conversion **out, const ConvertOptions *o, const char *tool,
                     Err *e) {
     *out = NULL;
     Conversion *c = xcalloc(1, sizeof *c);
+    c->lock_fd = -1;
     c->o = *o;
     c->fn = fn;
     c->ctx = ctx;
@@ -405,6 +414,7 @@ int convert_prepare(Conversion **out, const ConvertOptions *o, const char *tool,
 void convert_free(Conversion *c) {
     if (!c) return;
     part_prefetch_stop(c->prefetch);
+    if (c->lock_fd >= 0) close(c->lock_fd);   /* releases the lock */
     ckpt_close(c->ckpt);
     if (c->arch_loaded) arch_free(&c->arch);
     free(c->results);
@@ -595,16 +605,20 @@ static void record_file(Conversion *c, const char *name) {
     add_result(c, 7, name, &r, 0, 0, 0, 0, 0);
 }
 
+/* The tokenizer files step 7 copies (when present). */
+static const char *const tokenizer_files[] = {
+    "tokenizer.json",         "tokenizer_config.json",        "tokenizer.model",
+    "vocab.json",             "merges.txt",                   "chat_template.jinja",
+    "added_tokens.json",      "special_tokens_map.json",      "tokenizer_config_search.json",
+    "generation_config.json", "preprocessor_config.json"};
+#define N_TOKENIZER_FILES (sizeof tokenizer_files / sizeof tokenizer_files[0])
+
 static int step_tokenizer_meta(Conversion *c, Err *e) {
-    static const char *const files[] = {
-        "tokenizer.json",         "tokenizer_config.json",        "tokenizer.model",
-        "vocab.json",             "merges.txt",                   "chat_template.jinja",
-        "added_tokens.json",      "special_tokens_map.json",      "tokenizer_config_search.json",
-        "generation_config.json", "preprocessor_config.json"};
+    const char *const *files = tokenizer_files;
     if (same_folder(c->o.model_dir, c->o.output_dir)) {
         say(c, CONVERT_NOTE, "--output is the model folder: tokenizer files are already there");
     } else {
-        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        for (size_t i = 0; i < N_TOKENIZER_FILES; i++) {
             char *src = path_join(c->o.model_dir, files[i]);
             char *dst = path_join(c->o.output_dir, files[i]);
             int rc = path_exists(src) ? copy_file(src, dst, e) : 1;
@@ -657,12 +671,14 @@ static int step_test(Conversion *c, Err *e) {
     s.lut_bits = o->lut[PART_EMBEDDINGS].bits;
     char *p = out_path(c, plan_embeddings_name(c->prefix, s.lut_bits, name, sizeof name), ".mlpackage");
     int rc = check_embeddings(p, &s, e);
+    if (rc == 0) killpoint("package checked", p);
     free(p);
     checked += rc == 0;
     s.lut_bits = o->lut[PART_LM_HEAD].bits;
     if (rc == 0) {
         p = out_path(c, plan_lm_head_name(c->prefix, s.lut_bits, name, sizeof name), ".mlpackage");
         rc = check_lm_head(p, &s, e);
+        if (rc == 0) killpoint("package checked", p);
         free(p);
         checked += rc == 0;
     }
@@ -671,6 +687,7 @@ static int step_test(Conversion *c, Err *e) {
         p = out_path(c, plan_ffn_name(c->prefix, FFN_COMBINED, s.lut_bits, ch, c->n_chunks, name, sizeof name),
                      ".mlpackage");
         rc = check_ffn(p, &s, FFN_COMBINED, ch, e);
+        if (rc == 0) killpoint("package checked", p);
         free(p);
         checked += rc == 0;
     }
@@ -679,6 +696,74 @@ static int step_test(Conversion *c, Err *e) {
                          "functions, metadata)",
         checked);
     return 0;
+}
+
+/* ==== the output folder ==== */
+
+/* One conversion at a time per output folder: the lock makes the leftovers below safe to remove
+ * (they cannot belong to a conversion still running). Released when the Conversion is freed or
+ * the process dies. File systems without locks (some network mounts) go unlocked. */
+static int lock_output(Conversion *c, Err *e) {
+    c->lock_fd = open(c->o.output_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (c->lock_fd < 0) return err_errno(e, "--output %s", c->o.output_dir);
+    if (flock(c->lock_fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK)
+        return err_set(e, "--output %s: another anemll convert is writing into this folder; wait for it to finish "
+                          "(or stop it) and run again",
+                       c->o.output_dir);
+    return 0;
+}
+
+/* name == prefix + sep + a tail of n characters (n = 0: one or more digits). */
+static int temp_name(const char *name, const char *prefix, const char *sep, size_t n) {
+    size_t lp = strlen(prefix), ls = strlen(sep), ln = strlen(name);
+    if (ln <= lp + ls || strncmp(name, prefix, lp) || strncmp(name + lp, sep, ls)) return 0;
+    const char *tail = name + lp + ls;
+    if (n) return strlen(tail) == n;
+    for (const char *q = tail; *q; q++)
+        if (*q < '0' || *q > '9') return 0;
+    return 1;
+}
+
+/* What an interrupted run of this tool leaves in the output folder: package directories being
+ * built (X.mlpackage.tmp.XXXXXX) or replaced (X.mlpackage.old.XXXXXX), plain files being
+ * written (meta.yaml.tmp.PID, tokenizer files), compiler scratch folders, the write probe. */
+static int is_leftover(const char *name) {
+    const char *pkg = strstr(name, ".mlpackage.");
+    if (pkg && (temp_name(pkg, ".mlpackage", ".tmp.", 6) || temp_name(pkg, ".mlpackage", ".old.", 6))) return 1;
+    if (!strncmp(name, ".compile.", 9) || temp_name(name, ".anemll-write-test", ".", 0)) return 1;
+    if (temp_name(name, "meta.yaml", ".tmp.", 0) || temp_name(name, "config.json", ".tmp.", 0)) return 1;
+    for (size_t i = 0; i < N_TOKENIZER_FILES; i++)
+        if (temp_name(name, tokenizer_files[i], ".tmp.", 0)) return 1;
+    return 0;
+}
+
+static void remove_leftovers(Conversion *c) {
+    DIR *d = opendir(c->o.output_dir);
+    if (!d) return;
+    int removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!is_leftover(de->d_name)) continue;
+        char *p = path_join(c->o.output_dir, de->d_name);
+        if (remove_tree(p) == 0) removed++;
+        free(p);
+    }
+    closedir(d);
+    if (removed)
+        say(c, CONVERT_NOTE, "removed %d unfinished file%s left by an interrupted conversion", removed,
+            removed == 1 ? "" : "s");
+}
+
+/* meta.yaml is what marks the folder as a finished conversion (the runtime starts from it). A run
+ * that rewrites packages removes it first and step 7 writes it again, so a run that stops in
+ * between never leaves an old meta.yaml over a mix of old and new packages. */
+static void retire_meta(Conversion *c) {
+    int rewrites = 0;
+    for (int s = 1; s <= 5; s++) rewrites |= convert_step_selected(&c->o, s);
+    if (!rewrites || !convert_step_selected(&c->o, 7)) return;
+    char *p = path_join(c->o.output_dir, "meta.yaml");
+    if (unlink(p) == 0) say(c, CONVERT_NOTE, "meta.yaml removed until step 7 writes it again");
+    free(p);
 }
 
 /* ==== the driver ==== */
@@ -742,6 +827,9 @@ static void stop_prefetch(Conversion *c) {
 
 int convert_run(Conversion *c, Err *e) {
     if (mkdir_p(c->o.output_dir, e) < 0) return err_wrap(e, "--output");
+    if (lock_output(c, e) < 0) return -1;
+    remove_leftovers(c);
+    retire_meta(c);
     start_prefetch(c);
     int rc = run_steps(c, e);
     stop_prefetch(c);
@@ -751,6 +839,7 @@ int convert_run(Conversion *c, Err *e) {
 static int run_steps(Conversion *c, Err *e) {
     for (int step = 1; step <= CONVERT_STEPS; step++) {
         c->step = step;
+        killpoint_step(step);
         ConvertEvent ev = {.step = step, .title = step_titles[step]};
         if (!convert_step_selected(&c->o, step)) {
             ev.kind = CONVERT_STEP_SKIP;
@@ -760,7 +849,10 @@ static int run_steps(Conversion *c, Err *e) {
         ev.kind = CONVERT_STEP_BEGIN;
         emit(c, ev);
         double t0 = now_seconds();
-        if (run_step(c, step, e) < 0) return err_wrap(e, "step %d (%s)", step, step_titles[step]);
+        if (run_step(c, step, e) < 0) {
+            c->failed_step = step;
+            return err_wrap(e, "step %d (%s)", step, step_titles[step]);
+        }
         ev.kind = CONVERT_STEP_END;
         ev.seconds = now_seconds() - t0;
         emit(c, ev);

@@ -18,6 +18,12 @@
  * the output folder, inputs of the selected steps) and creates nothing. convert_run creates the
  * output folder and runs the steps, reporting progress through the event callback.
  *
+ * Interruptions (a kill, a crash, a full disk): every package and file appears under its name
+ * only when complete (written beside it, synced, renamed). convert_run locks the output folder
+ * (one conversion at a time), removes what an interrupted run left unfinished there, and, when it
+ * rewrites packages and will write meta.yaml again, removes meta.yaml first: a folder with a
+ * meta.yaml holds a finished conversion. On failure it names the step to --restart from.
+ *
  * Return convention: 0, or -1 with a message in *e. Ownership: the Conversion owns everything
  * it opened; convert_free releases it.
  */
@@ -72,6 +78,8 @@ void convert_free(Conversion *c);
 const Arch *convert_arch(const Conversion *c);
 int convert_n_chunks(const Conversion *c);
 const char *convert_prefix(const Conversion *c);
+/* The step convert_run failed in (resume with --restart at it), or 0. */
+int convert_failed_step(const Conversion *c);
 /* Rows of the closing table (valid until convert_free). */
 const ConvertResult *convert_results(const Conversion *c, int *n);
 
