@@ -8,8 +8,9 @@
  *   ANEMLL_KILL_LOG=FILE  append "S<tab>N<tab>what<tab>path" for every kill point passed (to count them)
  * Kill points sit where an interruption is most likely to leave something behind: after each
  * blob written to a weight.bin, after each file of a package, between moving an old package
- * aside and renaming the new one in, before and after each atomic rename of a plain file, and
- * after each package step 8 reads back. Thread-safe.
+ * aside and renaming the new one in, before and after each atomic rename of a plain file,
+ * around each compiled model's move into place (step 6), and after each package step 8 reads
+ * back. Thread-safe.
  */
 #ifndef ANEMLL_KILLPOINT_H
 #define ANEMLL_KILLPOINT_H

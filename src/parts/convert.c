@@ -546,8 +546,10 @@ static int compile_one(Conversion *c, const char *name, Err *e) {
         else if (!path_is_dir(built))
             rc = err_set(e, "xcrun coremlcompiler did not write %s", built);
         if (rc == 0) {
+            killpoint("compiled into the scratch folder", built);
             remove_tree(dest);
             if (rename(built, dest) < 0) rc = err_errno(e, "cannot move %s to %s", built, dest);
+            else killpoint("compiled model renamed into place", dest);
         }
     }
     remove_tree(tmp);

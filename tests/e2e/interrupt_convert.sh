@@ -8,7 +8,8 @@
 # Kill points come from the converter's test hook (src/common/killpoint.h): ANEMLL_KILL_LOG
 # lists them (after each blob, package file, rename, atomic file write, package check);
 # ANEMLL_KILL_AT=S:N kills at the Nth point of step S. Tried here: the first and last point of
-# steps 1, 2, 3 (+ the second and the middle one), 5, 7 (+ middle), 8 of a fresh conversion;
+# steps 1, 2, 3 (+ the second and the middle one), 5, 6 (+ middle), 7 (+ middle), 8 of a fresh
+# conversion (step 6 with a stand-in Core ML compiler);
 # step 4 in a separate pass (--restart 4); and the "old package moved aside" / "renamed into
 # place" points of a conversion over an existing output (steps 1, 3, 5).
 set -euo pipefail
@@ -20,6 +21,17 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 "$MKMODEL" --arch llama --out "$T/m" --layers 2 --hidden 64 --heads 4 --kv-heads 2 --intermediate 128 --vocab 384 \
     >/dev/null
 OPTS=(--context 64 --batch 8 --chunk 2 --lut1 4 --lut2 4 --lut3 4 --threads 1)
+# step 6 compiles with a stand-in xcrun (as convert_restart.sh does): the .mlmodelc folders
+# are part of the output
+mkdir -p "$T/fakebin"
+cat >"$T/fakebin/xcrun" <<'EOF2'
+#!/bin/sh
+[ "$1 $2" = "coremlcompiler compile" ] || exit 2
+name=$(basename "$3" .mlpackage)
+mkdir -p "$4/$name.mlmodelc" && cp "$3/Manifest.json" "$4/$name.mlmodelc/compiled.stub"
+EOF2
+chmod +x "$T/fakebin/xcrun"
+export PATH=$T/fakebin:$PATH
 conv() { local out=$1; shift; "$ANEMLL" convert --model "$T/m" --output "$out" "${OPTS[@]}" "$@"; }
 digest() { (cd "$1" && find . -type f | LC_ALL=C sort | xargs sha256sum); }
 same_tree() { [ "$(digest "$1")" = "$(digest "$2")" ] || { diff <(digest "$1") <(digest "$2") >&2; fail "$3"; }; }
@@ -73,13 +85,13 @@ points() {
         awk -v t="$total" '$1 >= 1 && $1 <= t' | sort -n | uniq
 }
 
-# 1. a fresh conversion, killed inside every step that does work (6 compiles only on macOS)
-for step in 1 2 3 5 7 8; do
+# 1. a fresh conversion, killed inside every step that does work (4: see below)
+for step in 1 2 3 5 6 7 8; do
     total=$(count "$step" "$T/points.fresh")
     [ "$total" -gt 0 ] || fail "no kill points in step $step"
     extra=()
     [ "$step" = 3 ] && extra=(2 mid)   # FFN and prefill packages of a chunk are written together
-    [ "$step" = 7 ] && extra=(mid)
+    [ "$step" = 6 ] || [ "$step" = 7 ] && extra=(mid)
     for n in $(points "$total" "${extra[@]}"); do
         rm -rf "$T/out"
         kill_and_resume fresh "$step" "$n" "$T/points.fresh" "$T/out"
