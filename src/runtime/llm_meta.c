@@ -257,6 +257,14 @@ int llm_meta_load(LlmMeta *m, const char *path, Err *e) {
     }
     char *text;
     size_t len;
+    if (!path_exists(path) && path_is_dir(m->dir)) {
+        /* convert writes meta.yaml last (step 7) and removes it while it rewrites packages */
+        err_set(e, "--meta: %s does not exist: %s holds no finished conversion. If `anemll convert` into it was "
+                   "interrupted, run it again with --restart at the step it stopped in",
+                path, m->dir);
+        llm_meta_free(m);
+        return -1;
+    }
     if (file_read_all(path, 1 << 20, &text, &len, e) < 0) {
         llm_meta_free(m);
         return err_wrap(e, "--meta");

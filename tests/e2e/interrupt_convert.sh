@@ -2,8 +2,9 @@
 # anemll convert killed with SIGKILL inside every step, then resumed with --restart at the step
 # it was in (the last "Step N:" it printed): the result is byte-identical to an uninterrupted run.
 # After each kill, every package under its final name opens (nothing half-written looks
-# finished), meta.yaml is absent unless step 7 had written it, and a --restart past the
-# interrupted step refuses to start from incomplete inputs.
+# finished), meta.yaml is absent unless step 7 had written it (and `anemll generate` says the
+# folder holds no finished conversion), and a --restart past the interrupted step refuses to
+# start from incomplete inputs.
 #
 # Kill points come from the converter's test hook (src/common/killpoint.h): ANEMLL_KILL_LOG
 # lists them (after each blob, package file, rename, atomic file write, package check);
@@ -49,6 +50,13 @@ check_interrupted() {
             fail "after a kill in step $step, $(basename "$p") looks finished but does not open: $(cat "$T/inspect.err")"
     done
     if [ -e "$out/meta.yaml" ] && [ "$step" -lt 7 ]; then fail "a kill in step $step left a meta.yaml"; fi
+    if [ ! -e "$out/meta.yaml" ]; then
+        # the runtime says why it will not start
+        if "$ANEMLL" generate --meta "$out/meta.yaml" --tokens 1,2 >/dev/null 2>"$T/gen.err"; then
+            fail "generate ran on an unfinished conversion"
+        fi
+        grep -q "holds no finished conversion.*--restart" "$T/gen.err" || fail "generate error: $(cat "$T/gen.err")"
+    fi
 }
 
 tried=0
