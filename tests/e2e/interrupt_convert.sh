@@ -9,10 +9,10 @@
 # Kill points come from the converter's test hook (src/common/killpoint.h): ANEMLL_KILL_LOG
 # lists them (after each blob, package file, rename, atomic file write, package check);
 # ANEMLL_KILL_AT=S:N kills at the Nth point of step S. Tried here: the first and last point of
-# steps 1, 2, 3 (+ the second and the middle one), 5, 6 (+ middle), 7 (+ middle), 8 of a fresh
-# conversion (step 6 with a stand-in Core ML compiler);
-# step 4 in a separate pass (--restart 4); and the "old package moved aside" / "renamed into
-# place" points of a conversion over an existing output (steps 1, 3, 5).
+# steps 1, 2, 3 (+ the middle one), 5, 6, 7 (+ middle), 8 of a fresh conversion (step 6 with a
+# stand-in Core ML compiler);
+# step 4 in a separate pass (--restart 4); and, over an existing output, the "old package moved
+# aside" points of steps 1, 3, 5 and the "renamed into place" point of step 1.
 set -euo pipefail
 : "${ANEMLL:?} ${MKMODEL:?} ${TEST_TMP:?}"
 T=$TEST_TMP/interrupt_convert
@@ -98,8 +98,7 @@ for step in 1 2 3 5 6 7 8; do
     total=$(count "$step" "$T/points.fresh")
     [ "$total" -gt 0 ] || fail "no kill points in step $step"
     extra=()
-    [ "$step" = 3 ] && extra=(2 mid)   # FFN and prefill packages of a chunk are written together
-    [ "$step" = 6 ] || [ "$step" = 7 ] && extra=(mid)
+    [ "$step" = 3 ] || [ "$step" = 7 ] && extra=(mid)
     for n in $(points "$total" "${extra[@]}"); do
         rm -rf "$T/out"
         kill_and_resume fresh "$step" "$n" "$T/points.fresh" "$T/out"
@@ -121,14 +120,16 @@ done
 # 3. over an existing output: killed while a package is being replaced
 rm -rf "$T/out" && cp -r "$T/ref" "$T/out"
 ANEMLL_KILL_LOG=$T/points.rerun conv "$T/out" >/dev/null
-for step in 1 3 5; do
-    for what in "old package moved aside" "package renamed into place"; do
+for case in "1:old package moved aside" "1:package renamed into place" "3:old package moved aside" \
+    "5:old package moved aside"; do
+    step=${case%%:*} what=${case#*:}
+    {
         n=$(awk -F'\t' -v s="$step" -v w="$what" '$1 == s && $3 == w { print $2; exit }' "$T/points.rerun")
         [ -n "$n" ] || fail "no '$what' point in step $step of a rerun"
         rm -rf "$T/out" && cp -r "$T/ref" "$T/out"
         kill_and_resume rerun "$step" "$n" "$T/points.rerun" "$T/out"
         # (check_interrupted ran: meta.yaml was retired before the first package was replaced)
-    done
+    }
 done
 
 # one conversion at a time per output folder (the lock that makes removing leftovers safe)
