@@ -2,6 +2,7 @@
 # Runs every unit test binary and every end-to-end test script.
 # Environment: BUILD (asan|release|debug), SHARED (path to ../shared reference material),
 # REQUIRE_SHARED=1 makes a missing SHARED an error instead of a skip (CI sets it).
+# JOBS: how many tests run at once (default: the number of cores).
 set -u
 BUILD=${BUILD:-asan}
 O=build/$BUILD
@@ -22,29 +23,56 @@ if [ ! -d "$SHARED" ]; then
     echo "run-tests: note: $SHARED not found; tests that need the real tokenizers will skip"
 fi
 
-pass=0; fail=0; failed=()
-run() {
+# Tests run JOBS at a time (default: the number of cores); each writes its own log and status
+# file, and results are printed as they finish. End-to-end scripts go first: they are the long ones.
+JOBS=${JOBS:-$(nproc)}
+RES=$TEST_TMP/results
+mkdir -p "$RES"
+run_one() { # name, command...
     local name=$1; shift
-    local log="$TEST_TMP/$name.log"
-    local t0=$SECONDS
-    if "$@" >"$log" 2>&1; then
-        pass=$((pass + 1)); printf '  ok    %-40s %3ds\n' "$name" $((SECONDS - t0))
+    local t0=$SECONDS st=0
+    "$@" >"$TEST_TMP/$name.log" 2>&1 || st=$?
+    echo "$st $((SECONDS - t0))" >"$RES/$name"
+}
+report() { # name
+    local name=$1 st secs
+    read -r st secs <"$RES/$name"
+    if [ "$st" = 0 ]; then
+        printf '  ok    %-40s %3ds\n' "$name" "$secs"
     else
-        fail=$((fail + 1)); failed+=("$name")
-        printf '  FAIL  %-40s %3ds\n' "$name" $((SECONDS - t0))
-        tail -n 40 "$log" | sed 's/^/        | /'
+        printf '  FAIL  %-40s %3ds\n' "$name" "$secs"
+        tail -n 40 "$TEST_TMP/$name.log" | sed 's/^/        | /'
     fi
 }
 
-echo "== unit tests ($O)"
-for t in "$O"/tests/test_*; do
-    [ -x "$t" ] || continue
-    run "$(basename "$t")" "$t"
-done
-echo "== end-to-end tests"
+names=(); cmds=()
 for t in tests/e2e/*.sh; do
-    [ -f "$t" ] || continue
-    run "$(basename "$t" .sh)" bash "$t"
+    [ -f "$t" ] && names+=("$(basename "$t" .sh)") && cmds+=("bash $t")
+done
+for t in "$O"/tests/test_*; do
+    [ -x "$t" ] && names+=("$(basename "$t")") && cmds+=("$t")
+done
+
+echo "== ${#names[@]} tests ($O), $JOBS at a time"
+declare -A pid_name=()
+reap() { # wait for one job to end and report it
+    local done_pid
+    wait -n -p done_pid
+    report "${pid_name[$done_pid]}"
+    unset "pid_name[$done_pid]"
+}
+for i in "${!names[@]}"; do
+    while [ "${#pid_name[@]}" -ge "$JOBS" ]; do reap; done
+    # shellcheck disable=SC2086
+    run_one "${names[$i]}" ${cmds[$i]} &
+    pid_name[$!]=${names[$i]}
+done
+while [ "${#pid_name[@]}" -gt 0 ]; do reap; done
+
+pass=0; fail=0; failed=()
+for n in "${names[@]}"; do
+    read -r st _ <"$RES/$n"
+    if [ "$st" = 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); failed+=("$n"); fi
 done
 echo "== $pass passed, $fail failed (logs in $TEST_TMP)"
 [ $fail -eq 0 ] || { printf 'failed: %s\n' "${failed[@]}"; exit 1; }
