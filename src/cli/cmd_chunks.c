@@ -84,6 +84,7 @@ static int run_chunks(int argc, char **argv) {
         return cli_fail("%s", e.msg);
     }
     int state = plan_state_length(&arch, a.context);
+    if (a.copies > 1 && plan_has_rotate(&arch, a.context)) a.copies = 4;   /* gemma3: four functions per file */
     uint64_t max = (uint64_t)a.max_mb << 20;
     int n;
     int over = plan_auto_chunks(&arch, &a.lut, state, max, a.copies, &n);

@@ -10,6 +10,8 @@
 #include "cli/cli.h"
 #include "common/util.h"
 #include "parts/convert.h"
+#include "model/preflight.h"
+#include "runtime/tokenizer.h"
 #include "runtime/verify.h"
 
 #define TOOL_NAME "anemll-c 0.1.0"
@@ -17,7 +19,8 @@
 static const char *usage_text =
     "usage: anemll convert --model DIR --output DIR [options]\n"
     "\n"
-    "Converts a Hugging Face checkpoint (llama: Llama 3.x, DeepSeek-R1-Distill-Llama; qwen3; qwen2: Qwen2.5)\n"
+    "Converts a Hugging Face checkpoint (llama: Llama 3.x, DeepSeek-R1-Distill-Llama; qwen3; qwen2: Qwen2.5;\n"
+    "gemma3_text and gemma3: Gemma 3)\n"
     "into Core ML packages for the Apple Neural Engine, laid out as ANEMLL 0.3.5 lays them out (its chat.py\n"
     "and Swift CLI run them): embeddings, FFN+prefill chunks, LM head, meta.yaml and the tokenizer files.\n"
     "\n"
@@ -36,17 +39,23 @@ static const char *usage_text =
     "  --chunk N|auto        number of FFN chunks (default 2); auto: the fewest chunks whose largest\n"
     "                        weight file fits --max-chunk-mb (exact quantized sizes)\n"
     "  --max-chunk-mb N      MiB per chunk for --chunk auto (default 950)\n"
-    "  --prefix NAME         file name prefix (default llama; qwen for qwen3, qwen25 for qwen2)\n"
+    "  --prefix NAME         file name prefix (default llama; qwen for qwen3, qwen25 for qwen2, gemma3)\n"
     "  --skip-check          convert even without tokenizer files (a warning instead of an error)\n"
     "  --skip-anemll-dedup   store the infer and prefill weights of a combined chunk separately\n"
     "                        (default: each weight once, shared by both functions)\n"
     "  --argmax              LM head outputs argmax_idx/argmax_val (greedy only) instead of logits\n"
-    "  --fp16-scale V        Gemma 3 only (not implemented yet)\n"
-    "  --split-rotate        Gemma 3 only (not implemented yet)\n"
+    "  --fp16-scale V        Gemma 3 only: scale the residual stream by V in (0, 1] so it fits fp16 (embeddings\n"
+    "                        x V, post-attention/post-feedforward norm gains V(1+w); logits unchanged), or\n"
+    "                        auto: V = 50000 / the float32 residual peak the preflight measures on its prompt\n"
+    "                        (1 = no scaling needed). See `anemll preflight`\n"
+    "  --split-rotate        Gemma 3 with --context beyond the sliding window: write infer_rotate and\n"
+    "                        prefill_rotate in a second file per chunk (..._chunk_NNofMM_rot), not in the\n"
+    "                        four-function FFN_PF file\n"
     "  --threads N           quantization threads (default: all cores)\n"
     "  -h, --help            this text\n"
     "\n"
-    "Steps: 1 embeddings, 2 LM head, 3 FFN, 4 prefill, 5 combine, 6 compile (macOS only), 7 tokenizer +\n"
+    "Steps: 1 embeddings, 2 LM head, 3 FFN (Gemma 3: + FFN_rotate), 4 prefill (+ prefill_rotate), 5 combine,\n"
+    "6 compile (macOS only), 7 tokenizer +\n"
     "meta.yaml, 8 test (every package read back and checked). Every package is written atomically; a\n"
     "conversion run twice, or resumed with --restart, writes byte-identical files. An interrupted\n"
     "conversion (killed, crashed, disk full) leaves no half-written file and no meta.yaml: run again\n"
@@ -211,8 +220,25 @@ static int run_convert(int argc, char **argv) {
     if (convert_options_parse(&o, argc, argv, &e) < 0) return cli_usage_error("convert", "%s", e.msg);
     Printer p = {now_seconds()};
     printf("anemll convert: %s -> %s\n", o.model_dir, o.output_dir);
+    int *scale_ids = NULL;
+    if (o.fp16_auto) {   /* the preflight's prompt, with the model's tokenizer when it has one */
+        Tokenizer *tok;
+        Err te = {0};
+        int n = 0;
+        if (tok_load(&tok, o.model_dir, &te) == 0) {
+            const char *text = PREFLIGHT_DEFAULT_PROMPT;
+            if (tok_encode(tok, text, strlen(text), TOK_ADD_SPECIAL, &scale_ids, &n, &te) == 0 && n > 0) {
+                o.fp16_prompt = scale_ids;
+                o.n_fp16_prompt = n;
+            }
+            tok_free(tok);
+        }
+    }
     Conversion *c;
-    if (convert_prepare(&c, &o, TOOL_NAME, on_event, &p, &e) < 0) return cli_fail("%s", e.msg);
+    if (convert_prepare(&c, &o, TOOL_NAME, on_event, &p, &e) < 0) {
+        free(scale_ids);
+        return cli_fail("%s", e.msg);
+    }
     int rc = convert_run(c, &e);
     if (rc < 0) {
         fprintf(stderr, "error: %s\n", e.msg);
@@ -222,6 +248,7 @@ static int run_convert(int argc, char **argv) {
         print_summary(c, &o, now_seconds() - p.t0);
     }
     convert_free(c);
+    free(scale_ids);
     return rc < 0 ? CLI_FAIL : CLI_OK;
 }
 

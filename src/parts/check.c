@@ -152,17 +152,30 @@ int check_lm_head(const char *path, const CheckSpec *s, Err *e) {
     return rc;
 }
 
-static int check_ffn_function(const char *path, const PkgFunctionDesc *fd, const CheckSpec *s, int prefill, int last,
-                              Err *e) {
+static int check_ffn_function(const char *path, const PkgFunctionDesc *fd, const CheckSpec *s, PlanFfnKind kind,
+                              int last, Err *e) {
     const Arch *a = s->arch;
+    int prefill = plan_ffn_is_prefill(kind);
     int64_t t = prefill ? s->batch : 1, t_out = prefill && last ? 1 : t;
     Want ins[4] = {{"hidden_states", MIL_FP16, 3, {1, t, a->hidden}},
                    {"position_ids", MIL_INT32, 1, {t}},
                    {"causal_mask", MIL_FP16, 4, {1, 1, t, s->context}},
                    {"current_pos", MIL_INT32, 1, {1}}};
     Want out = {"output_hidden_states", MIL_FP16, 3, {1, t_out, a->hidden}};
-    Want st = {"model_model_kv_cache_0", MIL_FP16, 4, {2 * (int64_t)a->n_layers, a->n_kv_heads, s->state_length,
-                                                       a->head_dim}};
+    Want st[2];
+    int n_states = 1;
+    if (plan_split_cache(a)) {
+        int n_local, n_global;
+        plan_layer_types(a, &n_local, &n_global);
+        st[0] = (Want){"model_model_kv_cache_local", MIL_FP16, 4,
+                       {2 * (int64_t)n_local, a->n_kv_heads, s->local_length, a->head_dim}};
+        st[1] = (Want){"model_model_kv_cache_global", MIL_FP16, 4,
+                       {2 * (int64_t)n_global, a->n_kv_heads, s->state_length, a->head_dim}};
+        n_states = 2;
+    } else {
+        st[0] = (Want){"model_model_kv_cache_0", MIL_FP16, 4,
+                       {2 * (int64_t)a->n_layers, a->n_kv_heads, s->state_length, a->head_dim}};
+    }
     if (check_count(path, fd->name, "inputs", fd->n_inputs, 4, e) < 0) return -1;
     for (int i = 0; i < 4; i++)
         if (check_feature(path, fd->name, "input", fd->inputs, fd->n_inputs, &ins[i], e) < 0) return -1;
@@ -172,26 +185,59 @@ static int check_ffn_function(const char *path, const PkgFunctionDesc *fd, const
                            ins[i].name);
     if (check_count(path, fd->name, "outputs", fd->n_outputs, 1, e) < 0 ||
         check_feature(path, fd->name, "output", fd->outputs, fd->n_outputs, &out, e) < 0 ||
-        check_count(path, fd->name, "states", fd->n_states, 1, e) < 0)
+        check_count(path, fd->name, "states", fd->n_states, n_states, e) < 0)
         return -1;
-    return check_feature(path, fd->name, "state", fd->states, fd->n_states, &st, e);
+    for (int i = 0; i < n_states; i++) {
+        if (check_feature(path, fd->name, "state", fd->states, fd->n_states, &st[i], e) < 0) return -1;
+        if (strcmp(fd->states[i].name, st[i].name))
+            return err_set(e, "%s: function %s state %d is '%s', expected '%s'", path, fd->name, i, fd->states[i].name,
+                           st[i].name);
+    }
+    return 0;
+}
+
+/* The functions of a package of this kind, in file order; returns their count. */
+static int kind_functions(const CheckSpec *s, PlanFfnKind kind, PlanFfnKind fns[PLAN_FFN_FUNCTIONS]) {
+    if (kind < PLAN_FFN_FUNCTIONS) {
+        fns[0] = kind;
+        return 1;
+    }
+    if (kind == FFN_COMBINED_ROT) {
+        fns[0] = FFN_INFER_ROTATE;
+        fns[1] = FFN_PREFILL_ROTATE;
+        return 2;
+    }
+    int n = 0, rotate = plan_has_rotate(s->arch, s->context) && !s->split_rotate;
+    fns[n++] = FFN_INFER;
+    if (rotate) fns[n++] = FFN_INFER_ROTATE;
+    fns[n++] = FFN_PREFILL;
+    if (rotate) fns[n++] = FFN_PREFILL_ROTATE;
+    return n;
 }
 
 int check_ffn(const char *path, const CheckSpec *s, PlanFfnKind kind, int chunk, Err *e) {
     Package *p;
     if (pkg_open(&p, path, 0, e) < 0) return -1;
     const PkgDescription *d = &p->desc;
-    int last = chunk == s->n_chunks - 1, rc = 0;
-    if (kind == FFN_COMBINED) {
-        if (!d->multifunction || d->n_functions != 2 || strcmp(d->functions[0].name, "infer") ||
-            strcmp(d->functions[1].name, "prefill") || !d->default_function || strcmp(d->default_function, "infer"))
-            rc = err_set(e, "%s: expected the functions infer (default) and prefill", path);
-        if (rc == 0) rc = check_ffn_function(path, &d->functions[0], s, 0, last, e);
-        if (rc == 0) rc = check_ffn_function(path, &d->functions[1], s, 1, last, e);
-    } else {
+    int last = chunk == s->n_chunks - 1, rc = 0, any_prefill = 0;
+    PlanFfnKind fns[PLAN_FFN_FUNCTIONS];
+    int n = kind_functions(s, kind, fns);
+    if (kind < PLAN_FFN_FUNCTIONS) {
         if (d->multifunction || d->n_functions != 1)
             rc = err_set(e, "%s: expected a single-function package (function main)", path);
-        if (rc == 0) rc = check_ffn_function(path, &d->functions[0], s, kind == FFN_PREFILL, last, e);
+    } else {
+        char want[96] = "";
+        for (int i = 0; i < n; i++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s%s", i ? ", " : "",
+                     plan_ffn_function_name(fns[i]), i ? "" : " (default)");
+        int ok = d->multifunction && d->n_functions == n && d->default_function &&
+                 !strcmp(d->default_function, plan_ffn_function_name(fns[0]));
+        for (int i = 0; i < n && ok; i++) ok = !strcmp(d->functions[i].name, plan_ffn_function_name(fns[i]));
+        if (!ok) rc = err_set(e, "%s: expected the functions %s", path, want);
+    }
+    for (int i = 0; i < n && rc == 0; i++) {
+        rc = check_ffn_function(path, &d->functions[i], s, fns[i], last, e);
+        any_prefill |= plan_ffn_is_prefill(fns[i]);
     }
     char buf[32];
     if (rc == 0) rc = check_common_meta(p, s, e);
@@ -200,7 +246,7 @@ int check_ffn(const char *path, const CheckSpec *s, PlanFfnKind kind, int chunk,
     snprintf(buf, sizeof buf, "%d", chunk + 1);
     if (rc == 0) rc = check_meta(p, "com.anemll.chunk_no", buf, e);
     snprintf(buf, sizeof buf, "%ld", s->batch);
-    if (rc == 0) rc = check_meta(p, "com.anemll.batch_size", kind == FFN_INFER ? NULL : buf, e);
+    if (rc == 0) rc = check_meta(p, "com.anemll.batch_size", any_prefill ? buf : NULL, e);
     pkg_close(p);
     return rc;
 }

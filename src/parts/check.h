@@ -20,15 +20,20 @@ typedef struct CheckSpec {
     long context;
     long batch;
     int state_length;
+    int local_length;           /* gemma3: plan_local_length */
     int n_chunks;
+    int split_rotate;           /* --split-rotate: FFN_COMBINED holds infer and prefill only */
     int argmax;
     int lut_bits;               /* expected com.anemll.lut_bits (0: key absent) */
 } CheckSpec;
 
 int check_embeddings(const char *path, const CheckSpec *s, Err *e);
 int check_lm_head(const char *path, const CheckSpec *s, Err *e);
-/* kind FFN_INFER / FFN_PREFILL (single function `main`) or FFN_COMBINED (`infer` + `prefill`);
- * chunk is 0-based. */
+/* kind: a single-function kind (FFN_INFER, FFN_PREFILL, FFN_INFER_ROTATE, FFN_PREFILL_ROTATE:
+ * function `main`), FFN_COMBINED (`infer` default, [`infer_rotate`], `prefill`, [`prefill_rotate`]:
+ * the rotate functions when plan_has_rotate and not split_rotate) or FFN_COMBINED_ROT
+ * (`infer_rotate` default, `prefill_rotate`). Every function has the inputs, output and states
+ * of docs/parts.md (gemma3: both caches). chunk is 0-based. */
 int check_ffn(const char *path, const CheckSpec *s, PlanFfnKind kind, int chunk, Err *e);
 
 #endif

@@ -1,8 +1,10 @@
-/* combine.c - step 5: the infer and prefill packages of a chunk, read back and written as one
- * multifunction package {prefix}_FFN_PF...: functions `infer` (default) and `prefill`.
+/* combine.c - step 5: the single-function packages of a chunk, read back and written as one
+ * multifunction package {prefix}_FFN_PF...: functions `infer` (default) and `prefill`, for
+ * Gemma 3 beyond its window also `infer_rotate` and `prefill_rotate` (or, with --split-rotate,
+ * those two in {prefix}_FFN_PF..._rot).
  *
  * Each function is copied op by op into a new program; every blob it references is added to
- * the new weight.bin, where the writer stores identical bytes once. Both functions were built
+ * the new weight.bin, where the writer stores identical bytes once. All functions were built
  * from the same quantized weights, so each weight ends up in the file once and is shared
  * (ANEMLL needs a separate dedup pass for this; here it holds by construction).
  */
@@ -122,22 +124,37 @@ static int copy_function(Copier *c, const MilFunction *src, const char *name, Er
     return 0;
 }
 
-/* userDefined of both sources (infer's first), under the combined description. */
-static void merge_metadata(PartMeta *m, const Package *infer, const Package *prefill) {
-    const PkgMetadata *a = &infer->desc.metadata, *b = &prefill->desc.metadata;
+/* userDefined of every source (the first's first), under the description ANEMLL's
+ * AddCombinedMetadata derives: "Anemll Model: Multifunction " + the parenthesised part names of
+ * the sources' descriptions joined by '+' ("FFN+Prefill"), or "Combined" when none has one. */
+static void merge_metadata(PartMeta *m, Package *const *pkgs, int n, char *desc, size_t desc_size) {
     const char *info = "";
+    const PkgMetadata *a = &pkgs[0]->desc.metadata;
     for (int i = 0; i < a->n_user; i++)
         if (!strcmp(a->user[i].key, "com.anemll.info")) info = a->user[i].value;
-    part_meta_init(m, "Anemll Model: Multifunction FFN+Prefill", info);
-    const PkgMetadata *src[2] = {a, b};
-    for (int s = 0; s < 2; s++)
-        for (int i = 0; i < src[s]->n_user; i++) {
-            const char *key = src[s]->user[i].key;
+    snprintf(desc, desc_size, "Anemll Model: Multifunction ");
+    int named = 0;
+    for (int s = 0; s < n; s++) {
+        const char *d = pkgs[s]->desc.metadata.short_description;
+        const char *open = d ? strchr(d, '(') : NULL, *close = open ? strchr(open, ')') : NULL;
+        if (!close || close == open + 1) continue;
+        size_t len = strlen(desc);
+        snprintf(desc + len, desc_size - len, "%s%.*s", named++ ? "+" : "", (int)(close - open - 1), open + 1);
+    }
+    if (!named) snprintf(desc + strlen(desc), desc_size - strlen(desc), "Combined");
+    part_meta_init(m, desc, info);
+    for (int s = 0; s < n; s++) {
+        const PkgMetadata *md = &pkgs[s]->desc.metadata;
+        for (int i = 0; i < md->n_user; i++) {
+            const char *key = md->user[i].key;
             if (strncmp(key, "com.anemll.", 11)) continue;
-            int n_before = m->md.n_user;
-            if (n_before >= (int)(sizeof m->kv / sizeof m->kv[0])) break;
-            part_meta_set(m, key, "%s", src[s]->user[i].value);
+            int known = 0;
+            for (int k = 0; k < m->md.n_user; k++) known |= !strcmp(m->kv[k].key, key);
+            if (known) continue;   /* the first source's value wins */
+            if (m->md.n_user >= (int)(sizeof m->kv / sizeof m->kv[0])) break;
+            part_meta_set(m, key, "%s", md->user[i].value);
         }
+    }
 }
 
 static const MilFunction *main_function(const Package *pkg, const char *path, Err *e) {
@@ -150,32 +167,34 @@ static const MilFunction *main_function(const Package *pkg, const char *path, Er
     return f;
 }
 
-int part_combine(const char *infer_path, const char *prefill_path, const char *out_path, int separate_copies,
+int part_combine(int n, const char *const *paths, const char *const *names, const char *out_path, int separate_copies,
                  PartReport *r, Err *e) {
     memset(r, 0, sizeof *r);
-    Package *pi = NULL, *pp = NULL;
-    if (pkg_open(&pi, infer_path, 0, e) < 0) return err_wrap(e, "step 5 reads %s", infer_path);
-    if (pkg_open(&pp, prefill_path, 0, e) < 0) {
-        pkg_close(pi);
-        return err_wrap(e, "step 5 reads %s", prefill_path);
+    AN_ASSERT(n >= 1 && n <= PLAN_FFN_FUNCTIONS);
+    Package *pkgs[PLAN_FFN_FUNCTIONS] = {0};
+    const MilFunction *fns[PLAN_FFN_FUNCTIONS] = {0};
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (pkg_open(&pkgs[i], paths[i], 0, e) < 0) rc = err_wrap(e, "step 5 reads %s", paths[i]);
+        else if (!(fns[i] = main_function(pkgs[i], paths[i], e))) rc = -1;
     }
-    const MilFunction *fi = main_function(pi, infer_path, e), *fp = fi ? main_function(pp, prefill_path, e) : NULL;
     PkgWriter *w = NULL;
     MilProgram *dst = mil_program_new();
-    int rc = fi && fp ? 0 : -1;
     if (rc == 0) rc = pkg_writer_open(&w, out_path, e);
     if (rc == 0) {
         pkg_writer_attach(w, dst);
         if (separate_copies) pkg_writer_set_dedup(w, 0);
-        Copier c = {.w = w, .dst = dst, .src_path = infer_path};
-        rc = copy_function(&c, fi, "infer", e);
-        c.src_path = prefill_path;
-        if (rc == 0) rc = copy_function(&c, fp, "prefill", e);
-        mil_program_set_default_function(dst, "infer");
+        Copier c = {.w = w, .dst = dst};
+        for (int i = 0; i < n && rc == 0; i++) {
+            c.src_path = paths[i];
+            rc = copy_function(&c, fns[i], names[i], e);
+        }
+        mil_program_set_default_function(dst, names[0]);
     }
     if (rc == 0) {
         PartMeta m;
-        merge_metadata(&m, pi, pp);
+        char desc[128];
+        merge_metadata(&m, pkgs, n, desc, sizeof desc);
         PkgWriteStats st;
         pkg_writer_stats(w, &st);
         r->blobs = st.blobs;
@@ -186,7 +205,6 @@ int part_combine(const char *infer_path, const char *prefill_path, const char *o
         pkg_writer_abort(w);
     }
     mil_program_free(dst);
-    pkg_close(pi);
-    pkg_close(pp);
+    for (int i = 0; i < n; i++) pkg_close(pkgs[i]);
     return rc;
 }

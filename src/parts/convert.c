@@ -17,6 +17,7 @@
 
 #include "common/killpoint.h"
 #include "common/util.h"
+#include "model/preflight.h"
 #include "parts/check.h"
 #include "parts/convert.h"
 #include "parts/meta.h"
@@ -32,6 +33,9 @@ struct Conversion {
     const char *prefix;
     int n_chunks;
     int state_length;
+    int local_length;             /* gemma3: the local cache (plan_local_length) */
+    int rotate;                   /* gemma3 with context > sliding window: rotate functions */
+    double alpha;                 /* --fp16-scale alpha applied (0 = none) */
     char tool[96];
     char info[160];
     ConvertEventFn fn;
@@ -135,23 +139,49 @@ static int check_model_dir(Conversion *c, Err *e) {
     return 0;
 }
 
+/* The largest divisor of n that is at most limit. */
+static long largest_divisor(long n, long limit) {
+    for (long d = limit < n ? limit : n; d > 1; d--)
+        if (n % d == 0) return d;
+    return 1;
+}
+
+static int check_gemma_options(Conversion *c, Err *e) {
+    const ConvertOptions *o = &c->o;
+    const Arch *a = &c->arch;
+    int n_local, n_global;
+    plan_layer_types(a, &n_local, &n_global);
+    if (a->sliding_window <= 0 || n_local == 0 || n_global == 0)
+        return err_set(e, "%s: this Gemma 3 config has %d sliding-window and %d global layers (sliding_window %d); the "
+                          "converter builds both caches and needs at least one layer of each type",
+                       o->model_dir, n_local, n_global, a->sliding_window);
+    if (o->fp16_scale && !o->fp16_auto && fp16_scale_check(a, o->fp16_alpha, e) < 0) return -1;
+    c->rotate = plan_has_rotate(a, o->context);
+    if (c->rotate && a->sliding_window % o->batch != 0)
+        return err_set(e, "--batch %ld does not divide the sliding window %d of %s: with --context %ld beyond the "
+                          "window, prefill batches must not straddle it (prefill_rotate shifts the window by whole "
+                          "batches); use a --batch that divides %d, e.g. --batch %ld",
+                       o->batch, a->sliding_window, o->model_dir, o->context, a->sliding_window,
+                       largest_divisor(a->sliding_window, o->batch));
+    if (o->split_rotate && !c->rotate)
+        return err_set(e, "--split-rotate: --context %ld does not exceed the sliding window %d of %s, so there are no "
+                          "rotate functions to split; drop --split-rotate (or use a longer --context)",
+                       o->context, a->sliding_window, o->model_dir);
+    return 0;
+}
+
 static int check_family_options(Conversion *c, Err *e) {
     const ConvertOptions *o = &c->o;
     const char *fam = arch_family_name(c->arch.family);
-    if (c->arch.family == FAMILY_GEMMA3) {
-        if (o->fp16_scale)
-            return err_set(e, "--fp16-scale %s: Gemma 3 FP16 residual scaling is not implemented yet (issue 7)",
-                           o->fp16_scale);
-        if (o->split_rotate)
-            return err_set(e, "--split-rotate: Gemma 3 rotate functions are not implemented yet (issue 7)");
-        return err_set(e, "%s: Gemma 3 conversion (sliding-window caches, rotate functions) is not implemented yet "
-                          "(issue 7); llama, qwen2 and qwen3 checkpoints convert",
-                       o->model_dir);
-    }
+    if (c->arch.head_dim % 2 || c->arch.head_dim > 4096)
+        return err_set(e, "%s: head_dim %d is not supported (RoPE needs an even head_dim of at most 4096)",
+                       o->model_dir, c->arch.head_dim);
+    if (c->arch.family == FAMILY_GEMMA3) return check_gemma_options(c, e);
     if (o->fp16_scale)
-        return err_set(e, "--fp16-scale applies to Gemma 3 checkpoints only; this is a %s checkpoint, whose residual "
-                          "stream fits fp16 (ANEMLL's %s converter rejects the option too); drop it",
-                       fam, fam);
+        return err_set(e, "--fp16-scale applies to Gemma 3 checkpoints only; this is a %s checkpoint (model_type %s), "
+                          "whose blocks have no norm after their branches to carry the scale (ANEMLL's %s converter "
+                          "rejects the option too); drop it",
+                       fam, c->arch.model_type, fam);
     if (o->split_rotate)
         return err_set(e, "--split-rotate applies to Gemma 3 checkpoints only (it splits their rotate functions); %s "
                           "models have none; drop it",
@@ -160,9 +190,6 @@ static int check_family_options(Conversion *c, Err *e) {
         return err_set(e, "%s: config.json enables sliding-window attention (window %d) and --context %ld exceeds it; "
                           "sliding windows are converted for Gemma 3 only: use --context %d or less",
                        o->model_dir, c->arch.sliding_window, o->context, c->arch.sliding_window);
-    if (c->arch.head_dim % 2 || c->arch.head_dim > 4096)
-        return err_set(e, "%s: head_dim %d is not supported (RoPE needs an even head_dim of at most 4096)",
-                       o->model_dir, c->arch.head_dim);
     return 0;
 }
 
@@ -235,10 +262,17 @@ static void plan_chunks_note(Conversion *c, const char *fmt, ...) {
     emit(c, (ConvertEvent){.kind = CONVERT_PLAN, .text = text});
 }
 
+/* Functions in the largest combined file: each stores its weights once with
+ * --skip-anemll-dedup, otherwise they share one copy. */
+static int weight_copies(const Conversion *c) {
+    if (!c->o.skip_dedup) return 1;
+    return c->rotate && !c->o.split_rotate ? 4 : 2;
+}
+
 static int choose_chunks(Conversion *c, Err *e) {
     const Arch *a = &c->arch;
     const LutSpec *lut = &c->o.lut[PART_FFN];
-    int copies = c->o.skip_dedup ? 2 : 1;
+    int copies = weight_copies(c);
     if (c->o.chunks > 0) {
         if (c->o.chunks > a->n_layers)
             return err_set(e, "--chunk %d: the model has %d layers; use at most --chunk %d", c->o.chunks, a->n_layers,
@@ -313,35 +347,61 @@ static int package_exists(const char *path) {
     return ok;
 }
 
+/* The single-function kinds this conversion writes (steps 3 and 4). */
+static int ffn_kinds(const Conversion *c, PlanFfnKind kinds[PLAN_FFN_FUNCTIONS]) {
+    int n = 0;
+    kinds[n++] = FFN_INFER;
+    kinds[n++] = FFN_PREFILL;
+    if (c->rotate) {
+        kinds[n++] = FFN_INFER_ROTATE;
+        kinds[n++] = FFN_PREFILL_ROTATE;
+    }
+    return n;
+}
+
+/* The combined kinds step 5 writes: FFN_COMBINED, and FFN_COMBINED_ROT with --split-rotate. */
+static int combined_kinds(const Conversion *c, PlanFfnKind kinds[2]) {
+    kinds[0] = FFN_COMBINED;
+    kinds[1] = FFN_COMBINED_ROT;
+    return c->rotate && c->o.split_rotate ? 2 : 1;
+}
+
+/* The step that writes a single-function kind: 3 (infer kinds) or 4 (prefill kinds). */
+static int step_of_kind(PlanFfnKind k) { return plan_ffn_is_prefill(k) ? 4 : 3; }
+
 /* A selected step whose inputs neither exist nor are made by an earlier selected step. */
 static int check_step_inputs(Conversion *c, Err *e) {
     const ConvertOptions *o = &c->o;
     char name[256];
     int b2 = o->lut[PART_FFN].bits;
     if (convert_step_selected(o, 5)) {
-        for (int k = 0; k < 2; k++) {
-            if (convert_step_selected(o, 3 + k)) continue;
+        PlanFfnKind kinds[PLAN_FFN_FUNCTIONS];
+        int nk = ffn_kinds(c, kinds);
+        for (int k = 0; k < nk; k++) {
+            int step = step_of_kind(kinds[k]);
+            if (convert_step_selected(o, step)) continue;
             for (int ch = 0; ch < c->n_chunks; ch++) {
-                char *p = out_path(c, plan_ffn_name(c->prefix, k ? FFN_PREFILL : FFN_INFER, b2, ch, c->n_chunks, name,
-                                                    sizeof name),
+                char *p = out_path(c, plan_ffn_name(c->prefix, kinds[k], b2, ch, c->n_chunks, name, sizeof name),
                                    ".mlpackage");
                 int ok = package_exists(p);
                 free(p);
                 if (!ok)
                     return err_set(e, "step 5 combines %s.mlpackage, which is not in %s; run step %d first (--restart "
-                                      "%d), with the same --chunk and --lut2",
-                                   name, o->output_dir, 3 + k, 3 + k);
+                                      "%d), with the same --chunk, --context and --lut2",
+                                   name, o->output_dir, step, step);
             }
         }
     }
+    PlanFfnKind comb[2];
+    int nc = combined_kinds(c, comb);
     for (int step = 6; step <= 8; step += 2) {
         if (!convert_step_selected(o, step)) continue;
-        for (int part = 0; part < 2 + c->n_chunks; part++) {
+        for (int part = 0; part < 2 + nc * c->n_chunks; part++) {
             int made_by = part == 0 ? 1 : part == 1 ? 2 : 5;
             if (convert_step_selected(o, made_by)) continue;
             if (part == 0) plan_embeddings_name(c->prefix, o->lut[PART_EMBEDDINGS].bits, name, sizeof name);
             else if (part == 1) plan_lm_head_name(c->prefix, o->lut[PART_LM_HEAD].bits, name, sizeof name);
-            else plan_ffn_name(c->prefix, FFN_COMBINED, b2, part - 2, c->n_chunks, name, sizeof name);
+            else plan_ffn_name(c->prefix, comb[(part - 2) % nc], b2, (part - 2) / nc, c->n_chunks, name, sizeof name);
             char *p = out_path(c, name, ".mlpackage");
             int ok = package_exists(p);
             free(p);
@@ -366,15 +426,64 @@ static void describe_plan(Conversion *c) {
     plan_chunks_note(c, "output     %s (prefix %s)", c->o.output_dir, c->prefix);
     plan_chunks_note(c, "context    %ld (KV state %d positions), prefill batch %ld", c->o.context, c->state_length,
                      c->o.batch);
+    if (plan_split_cache(a)) {
+        int n_local, n_global;
+        plan_layer_types(a, &n_local, &n_global);
+        plan_chunks_note(c, "gemma3     sliding window %d: %d local layers (cache of %d positions), %d global layers "
+                            "(%d positions); functions infer, prefill%s%s",
+                         a->sliding_window, n_local, c->local_length, n_global, c->state_length,
+                         c->rotate ? ", infer_rotate, prefill_rotate" : " (the context fits the window: no rotation)",
+                         c->rotate && c->o.split_rotate ? " (rotate functions in _rot files)" : "");
+    }
     plan_chunks_note(c, "LUT        embeddings %s, FFN %s, LM head %s", spec[0], spec[1], spec[2]);
     for (int ch = 0; ch < c->n_chunks; ch++) {
         int first, count;
         plan_chunk_layers(a->n_layers, c->n_chunks, ch, &first, &count);
-        uint64_t bytes =
-            plan_ffn_chunk_bytes(a, &c->o.lut[PART_FFN], c->state_length, first, count, c->o.skip_dedup ? 2 : 1);
+        uint64_t bytes = plan_ffn_chunk_bytes(a, &c->o.lut[PART_FFN], c->state_length, first, count, weight_copies(c));
         plan_chunks_note(c, "chunk %2d   layers %d-%d (%d), %.1f MiB", ch + 1, first, first + count - 1, count,
                          (double)bytes / 1048576.0);
     }
+}
+
+/* The --fp16-scale alpha the weights get: the number given, or for auto the preflight's
+ * measurement on its prompt (only when a step writes weights: 1, 3 or 4). */
+static int resolve_fp16_scale(Conversion *c, Err *e) {
+    const ConvertOptions *o = &c->o;
+    if (!o->fp16_scale) return 0;
+    if (!o->fp16_auto) {
+        c->alpha = o->fp16_alpha;
+        plan_chunks_note(c, "fp16 scale alpha %.6g (--fp16-scale): embeddings x alpha, post-attention and "
+                            "post-feedforward norm gains alpha(1+w)",
+                         c->alpha);
+        return 0;
+    }
+    if (!convert_step_selected(o, 1) && !convert_step_selected(o, 3) && !convert_step_selected(o, 4)) {
+        plan_chunks_note(c, "--fp16-scale auto: no selected step writes weights; nothing to measure");
+        return 0;
+    }
+    int fallback[32], n = o->n_fp16_prompt;
+    const int *ids = o->fp16_prompt;
+    if (!ids) {
+        n = preflight_fallback_prompt(&c->arch, fallback, 32);
+        ids = fallback;
+    }
+    Fp16Alpha fa;
+    double t0 = now_seconds();
+    if (preflight_measure_alpha(o->model_dir, ids, n, PREFLIGHT_DEFAULT_MAX_TOKENS, &fa, e) < 0) return -1;
+    plan_chunks_note(c, "--fp16-scale auto: float32 residual peak %.1f at %s on the preflight prompt (%d tokens%s, %d "
+                        "generated; %.1f s)",
+                     (double)fa.peak, fa.peak_at, n, o->fp16_prompt ? "" : ", no tokenizer: spread ids",
+                     PREFLIGHT_DEFAULT_MAX_TOKENS, now_seconds() - t0);
+    if (fa.needs_scaling) {
+        c->alpha = fa.alpha;
+        plan_chunks_note(c, "--fp16-scale auto: alpha = 50000 / %.1f = %.6g (embeddings x alpha, post-attention and "
+                            "post-feedforward norm gains alpha(1+w))",
+                         (double)fa.peak, c->alpha);
+    } else {
+        plan_chunks_note(c, "--fp16-scale auto: alpha = 1, the peak is below 50000: no scaling needed, the weights "
+                            "are converted unscaled");
+    }
+    return 0;
 }
 
 int convert_prepare(Conversion **out, const ConvertOptions *o, const char *tool, ConvertEventFn fn, void *ctx,
@@ -392,6 +501,7 @@ int convert_prepare(Conversion **out, const ConvertOptions *o, const char *tool,
     if (rc == 0) {
         c->prefix = o->prefix ? o->prefix : plan_default_prefix(&c->arch);
         c->state_length = plan_state_length(&c->arch, o->context);
+        c->local_length = plan_local_length(&c->arch, o->context);
         rc = plan_check_lut_groups(&c->arch, o->lut, e);
     }
     if (rc == 0) rc = check_tokenizer_files(c, e);
@@ -402,11 +512,14 @@ int convert_prepare(Conversion **out, const ConvertOptions *o, const char *tool,
     if (rc == 0) rc = choose_chunks(c, e);
     if (rc == 0) rc = check_output_dir(c, e);
     if (rc == 0) rc = check_step_inputs(c, e);
+    if (rc == 0) {
+        describe_plan(c);
+        rc = resolve_fp16_scale(c, e);
+    }
     if (rc < 0) {
         convert_free(c);
         return -1;
     }
-    describe_plan(c);
     *out = c;
     return 0;
 }
@@ -425,12 +538,12 @@ void convert_free(Conversion *c) {
 
 static PartSource source(Conversion *c) {
     return (PartSource){.arch = &c->arch, .ckpt = c->ckpt, .threads = c->o.threads, .info = c->info,
-                        .note = part_note, .note_ctx = c, .prefetch = c->prefetch};
+                        .note = part_note, .note_ctx = c, .prefetch = c->prefetch, .fp16_scale = c->alpha};
 }
 
 static PartCommon common(const Conversion *c) {
     return (PartCommon){.context = c->o.context, .batch = c->o.batch, .state_length = c->state_length,
-                        .n_chunks = c->n_chunks};
+                        .local_length = c->local_length, .n_chunks = c->n_chunks};
 }
 
 static int step_embeddings(Conversion *c, Err *e) {
@@ -463,53 +576,87 @@ static int step_lm_head(Conversion *c, Err *e) {
     return rc;
 }
 
-/* Step 3 (infer), step 4 (prefill), or both in one pass when both are selected. */
+/* Step 3 (infer kinds), step 4 (prefill kinds), or both in one pass when both are selected. */
 static int step_ffn(Conversion *c, int with_infer, int with_prefill, Err *e) {
     const LutSpec *lut = &c->o.lut[PART_FFN];
     PartSource src = source(c);
     PartCommon pc = common(c);
+    PlanFfnKind kinds[PLAN_FFN_FUNCTIONS];
+    int nk = ffn_kinds(c, kinds);
     for (int ch = 0; ch < c->n_chunks; ch++) {
-        char ni[256], np[256];
-        plan_ffn_name(c->prefix, FFN_INFER, lut->bits, ch, c->n_chunks, ni, sizeof ni);
-        plan_ffn_name(c->prefix, FFN_PREFILL, lut->bits, ch, c->n_chunks, np, sizeof np);
-        char *pi = with_infer ? out_path(c, ni, ".mlpackage") : NULL;
-        char *pp = with_prefill ? out_path(c, np, ".mlpackage") : NULL;
-        PartReport r[2];
+        char names[PLAN_FFN_FUNCTIONS][256];
+        char *paths[PLAN_FFN_FUNCTIONS] = {0};
+        for (int k = 0; k < nk; k++) {
+            PlanFfnKind kind = kinds[k];
+            if (!(plan_ffn_is_prefill(kind) ? with_prefill : with_infer)) continue;
+            plan_ffn_name(c->prefix, kind, lut->bits, ch, c->n_chunks, names[kind], sizeof names[kind]);
+            paths[kind] = out_path(c, names[kind], ".mlpackage");
+        }
+        PartReport r[PLAN_FFN_FUNCTIONS];
         double t0 = now_seconds();
-        int rc = part_write_ffn(&src, &pc, lut, ch, pi, pp, r, e);
+        int rc = part_write_ffn(&src, &pc, lut, ch, (const char *const *)paths, r, e);
         double dt = now_seconds() - t0;
-        free(pi);
-        free(pp);
+        for (int k = 0; k < PLAN_FFN_FUNCTIONS; k++) free(paths[k]);
         if (rc < 0) return -1;
-        if (with_infer) add_result(c, 3, strcat(ni, ".mlpackage"), &r[0], lut->bits, 1, dt, ch + 1, c->n_chunks);
-        if (with_prefill) add_result(c, 4, strcat(np, ".mlpackage"), &r[1], lut->bits, 1, dt, ch + 1, c->n_chunks);
+        for (int k = 0; k < nk; k++) {
+            PlanFfnKind kind = kinds[k];
+            if (!paths[kind]) continue;
+            add_result(c, step_of_kind(kind), strcat(names[kind], ".mlpackage"), &r[kind], lut->bits, 1, dt, ch + 1,
+                       c->n_chunks);
+        }
     }
     return 0;
 }
 
+/* The functions of a combined kind, in file order (docs/parts.md): kinds and names. */
+static int combined_sources(const Conversion *c, PlanFfnKind comb, PlanFfnKind kinds[PLAN_FFN_FUNCTIONS]) {
+    int n = 0;
+    if (comb == FFN_COMBINED_ROT) {
+        kinds[n++] = FFN_INFER_ROTATE;
+        kinds[n++] = FFN_PREFILL_ROTATE;
+        return n;
+    }
+    int rotate = c->rotate && !c->o.split_rotate;
+    kinds[n++] = FFN_INFER;
+    if (rotate) kinds[n++] = FFN_INFER_ROTATE;
+    kinds[n++] = FFN_PREFILL;
+    if (rotate) kinds[n++] = FFN_PREFILL_ROTATE;
+    return n;
+}
+
 static int step_combine(Conversion *c, Err *e) {
     int b = c->o.lut[PART_FFN].bits;
-    for (int ch = 0; ch < c->n_chunks; ch++) {
-        char ni[256], np[256], nc[256];
-        plan_ffn_name(c->prefix, FFN_INFER, b, ch, c->n_chunks, ni, sizeof ni);
-        plan_ffn_name(c->prefix, FFN_PREFILL, b, ch, c->n_chunks, np, sizeof np);
-        plan_ffn_name(c->prefix, FFN_COMBINED, b, ch, c->n_chunks, nc, sizeof nc);
-        char *pi = out_path(c, ni, ".mlpackage"), *pp = out_path(c, np, ".mlpackage"), *pc = out_path(c, nc, ".mlpackage");
-        PartReport r;
-        double t0 = now_seconds();
-        int rc = part_combine(pi, pp, pc, c->o.skip_dedup, &r, e);
-        free(pi);
-        free(pp);
-        free(pc);
-        if (rc < 0) return -1;
-        /* the same quantized weights as the step-3 package of this chunk, if this run wrote it */
-        for (int i = 0; i < c->n_results; i++)
-            if (c->results[i].step == 3 && !strncmp(c->results[i].file, ni, strlen(ni)) && c->results[i].report.quantized) {
-                r.quantized = 1;
-                r.lut = c->results[i].report.lut;
+    PlanFfnKind comb[2];
+    int nc = combined_kinds(c, comb);
+    for (int ch = 0; ch < c->n_chunks; ch++)
+        for (int ci = 0; ci < nc; ci++) {
+            PlanFfnKind kinds[PLAN_FFN_FUNCTIONS];
+            int n = combined_sources(c, comb[ci], kinds);
+            char names[PLAN_FFN_FUNCTIONS][256], nc_name[256], first[300];
+            char *paths[PLAN_FFN_FUNCTIONS];
+            const char *fns[PLAN_FFN_FUNCTIONS];
+            for (int k = 0; k < n; k++) {
+                plan_ffn_name(c->prefix, kinds[k], b, ch, c->n_chunks, names[k], sizeof names[k]);
+                paths[k] = out_path(c, names[k], ".mlpackage");
+                fns[k] = plan_ffn_function_name(kinds[k]);
             }
-        add_result(c, 5, strcat(nc, ".mlpackage"), &r, b, 1, now_seconds() - t0, ch + 1, c->n_chunks);
-    }
+            snprintf(first, sizeof first, "%s.mlpackage", names[0]);
+            plan_ffn_name(c->prefix, comb[ci], b, ch, c->n_chunks, nc_name, sizeof nc_name);
+            char *pc = out_path(c, nc_name, ".mlpackage");
+            PartReport r;
+            double t0 = now_seconds();
+            int rc = part_combine(n, (const char *const *)paths, fns, pc, c->o.skip_dedup, &r, e);
+            for (int k = 0; k < n; k++) free(paths[k]);
+            free(pc);
+            if (rc < 0) return -1;
+            /* the same quantized weights as the step-3 package of this chunk, if this run wrote it */
+            for (int i = 0; i < c->n_results; i++)
+                if (c->results[i].step == 3 && !strcmp(c->results[i].file, first) && c->results[i].report.quantized) {
+                    r.quantized = 1;
+                    r.lut = c->results[i].report.lut;
+                }
+            add_result(c, 5, strcat(nc_name, ".mlpackage"), &r, b, 1, now_seconds() - t0, ch + 1, c->n_chunks);
+        }
     return 0;
 }
 
@@ -578,10 +725,13 @@ static int step_compile(Conversion *c, Err *e) {
     if (compile_one(c, name, e) < 0) return -1;
     plan_lm_head_name(c->prefix, c->o.lut[PART_LM_HEAD].bits, name, sizeof name);
     if (compile_one(c, name, e) < 0) return -1;
-    for (int ch = 0; ch < c->n_chunks; ch++) {
-        plan_ffn_name(c->prefix, FFN_COMBINED, c->o.lut[PART_FFN].bits, ch, c->n_chunks, name, sizeof name);
-        if (compile_one(c, name, e) < 0) return -1;
-    }
+    PlanFfnKind comb[2];
+    int nc = combined_kinds(c, comb);
+    for (int ch = 0; ch < c->n_chunks; ch++)
+        for (int ci = 0; ci < nc; ci++) {
+            plan_ffn_name(c->prefix, comb[ci], c->o.lut[PART_FFN].bits, ch, c->n_chunks, name, sizeof name);
+            if (compile_one(c, name, e) < 0) return -1;
+        }
     return 0;
 }
 
@@ -657,6 +807,8 @@ static int step_tokenizer_meta(Conversion *c, Err *e) {
     m.vocab = c->arch.vocab;
     m.n_splits = plan_lm_head_sizes(&c->arch, m.split_sizes);
     m.sliding_window = arch_n_sliding(&c->arch) > 0 ? c->arch.sliding_window : 0;
+    m.split_rotate = c->rotate && c->o.split_rotate;
+    m.fp16_scale = c->alpha;
     char *path = path_join(c->o.output_dir, "meta.yaml");
     int rc = meta_yaml_write(path, &m, e);
     free(path);
@@ -667,7 +819,8 @@ static int step_tokenizer_meta(Conversion *c, Err *e) {
 static int step_test(Conversion *c, Err *e) {
     const ConvertOptions *o = &c->o;
     CheckSpec s = {.arch = &c->arch, .context = o->context, .batch = o->batch, .state_length = c->state_length,
-                   .n_chunks = c->n_chunks, .argmax = o->argmax};
+                   .local_length = c->local_length, .n_chunks = c->n_chunks, .split_rotate = o->split_rotate,
+                   .argmax = o->argmax};
     char name[256];
     int checked = 0;
     s.lut_bits = o->lut[PART_EMBEDDINGS].bits;
@@ -685,14 +838,17 @@ static int step_test(Conversion *c, Err *e) {
         checked += rc == 0;
     }
     s.lut_bits = o->lut[PART_FFN].bits;
-    for (int ch = 0; ch < c->n_chunks && rc == 0; ch++) {
-        p = out_path(c, plan_ffn_name(c->prefix, FFN_COMBINED, s.lut_bits, ch, c->n_chunks, name, sizeof name),
-                     ".mlpackage");
-        rc = check_ffn(p, &s, FFN_COMBINED, ch, e);
-        if (rc == 0) killpoint("package checked", p);
-        free(p);
-        checked += rc == 0;
-    }
+    PlanFfnKind comb[2];
+    int nc = combined_kinds(c, comb);
+    for (int ch = 0; ch < c->n_chunks && rc == 0; ch++)
+        for (int ci = 0; ci < nc && rc == 0; ci++) {
+            p = out_path(c, plan_ffn_name(c->prefix, comb[ci], s.lut_bits, ch, c->n_chunks, name, sizeof name),
+                         ".mlpackage");
+            rc = check_ffn(p, &s, comb[ci], ch, e);
+            if (rc == 0) killpoint("package checked", p);
+            free(p);
+            checked += rc == 0;
+        }
     if (rc < 0) return err_wrap(e, "step 8 (interface check)");
     say(c, CONVERT_NOTE, "%d packages read back: interfaces match docs/parts.md (names, dtypes, shapes, state, "
                          "functions, metadata)",
@@ -805,7 +961,8 @@ static void start_prefetch(Conversion *c) {
     const ConvertOptions *o = &c->o;
     PartWeightJob *jobs = NULL;
     int n = 0, cap = 0;
-    if (convert_step_selected(o, 1)) part_jobs_embeddings(&c->arch, &o->lut[PART_EMBEDDINGS], &jobs, &n, &cap);
+    if (convert_step_selected(o, 1))
+        part_jobs_embeddings(&c->arch, &o->lut[PART_EMBEDDINGS], c->alpha, &jobs, &n, &cap);
     if (convert_step_selected(o, 2)) part_jobs_lm_head(&c->arch, &o->lut[PART_LM_HEAD], &jobs, &n, &cap);
     if (convert_step_selected(o, 3) || convert_step_selected(o, 4))
         for (int ch = 0; ch < c->n_chunks; ch++)

@@ -3,7 +3,9 @@
  *   input_ids      int32 (1, 1) by default, enumerated shapes {(1, 1), (1, batch)}
  *   hidden_states  fp16 (1, T, H)
  *
- * The (V, H) table is a const, or a constexpr_lut_to_dense whose LUT groups run along V.
+ * The (V, H) table is a const, or a constexpr_lut_to_dense whose LUT groups run along V. Gemma's
+ * table is stored pre-multiplied by embed_scale = sqrt(H) (and by the --fp16-scale alpha), in
+ * double from the float32 weights before the one rounding to fp16, so the graph is a bare gather.
  */
 #include <string.h>
 
@@ -26,8 +28,8 @@ int part_write_embeddings(const PartSource *src, const PartCommon *c, const LutS
     arch_tensor_name(a, "embed_tokens.weight", tname, sizeof tname);
     int64_t dims[2] = {a->vocab, a->hidden};
     MilValue *table;
-    int rc = wl_matrix(&wl, tname, 0, a->vocab, a->hidden, 2, dims, lut, parts_mil_name(tname, vname, sizeof vname),
-                       &table, e);
+    int rc = wl_matrix_scaled(&wl, tname, 0, a->vocab, a->hidden, part_embedding_scale(a, src->fp16_scale), 2, dims,
+                              lut, parts_mil_name(tname, vname, sizeof vname), &table, e);
     if (rc == 0) {
         MilValue *out = mil_add_gather(f, "hidden_states", table, ids, 0, 0);
         mil_set_outputs(f, 1, &out);

@@ -18,7 +18,7 @@
 #include "mil/mil.h"
 #include "parts/part.h"
 
-#define PARTS_MAX_TARGETS 2
+#define PARTS_MAX_TARGETS 4
 
 typedef struct WeightTarget {
     PkgWriter *w;
@@ -38,9 +38,19 @@ typedef struct WeightLoader {
 int wl_matrix(WeightLoader *l, const char *tensor, long r0, long rows, long cols, int rank, const int64_t *dims,
               const LutSpec *lut, const char *name, MilValue **vals, Err *e);
 
+/* wl_matrix with every value multiplied by scale in double before the one rounding to fp16
+ * (gemma's embedding table: embed_scale times the --fp16-scale alpha). */
+int wl_matrix_scaled(WeightLoader *l, const char *tensor, long r0, long rows, long cols, double scale, int rank,
+                     const int64_t *dims, const LutSpec *lut, const char *name, MilValue **vals, Err *e);
+
 /* A 1-D fp16 tensor (norm gain, bias) with n elements, as a const of shape dims. */
 int wl_vector(WeightLoader *l, const char *tensor, long n, int rank, const int64_t *dims, const char *name,
               MilValue **vals, Err *e);
+/* A norm gain stored as mul * (add + w), computed in double from the float32 weights and rounded
+ * to fp16 once (gemma: add 1 for the (1 + w) gain; mul alpha for the post norms under
+ * --fp16-scale). add 0, mul 1: as wl_vector. */
+int wl_gain(WeightLoader *l, const char *tensor, long n, double add, double mul, int rank, const int64_t *dims,
+            const char *name, MilValue **vals, Err *e);
 
 /* fp16 data in memory as a const of shape dims in every target. */
 int wl_fp16(WeightLoader *l, const uint16_t *data, int rank, const int64_t *dims, const char *name, MilValue **vals,

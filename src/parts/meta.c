@@ -107,12 +107,18 @@ static void put_parameters(Text *t, const MetaInfo *m) {
     put(t, "\n    ffn: ");
     plan_ffn_name(m->prefix, FFN_COMBINED, m->lut[PART_FFN].bits, 0, m->num_chunks, name, sizeof name);
     put_scalar(t, strcat(name, ".mlmodelc"));
+    if (m->split_rotate) {
+        put(t, "\n    pf: ");
+        plan_ffn_name(m->prefix, FFN_COMBINED_ROT, m->lut[PART_FFN].bits, 0, m->num_chunks, name, sizeof name);
+        put_scalar(t, strcat(name, ".mlmodelc"));
+    }
     put(t, "\n    split_lm_head: %d\n", m->n_splits);
     if (m->argmax) put(t, "    argmax_in_model: true\n");
     put(t, "    vocab_size: %d\n", m->vocab);
     put(t, "    lm_head_chunk_sizes: ");
     put_sizes(t, m);
     put(t, "\n");
+    if (m->split_rotate) put(t, "    split_rotate: true\n");
     if (m->sliding_window > 0) put(t, "    sliding_window: %d\n", m->sliding_window);
     put(t, "    prefill_dynamic_slice: true\n");
 }
@@ -134,7 +140,10 @@ static void put_comments(Text *t, const MetaInfo *m) {
     put(t, "# prefix: %s\n", m->prefix);
     put(t, "# architecture: %s\n", m->architecture);
     put(t, "# argmax_in_model: %s\n", m->argmax ? "true" : "false");
-    put(t, "# split_rotate: false\n");
+    put(t, "# split_rotate: %s\n", m->split_rotate ? "true" : "false");
+    if (m->sliding_window > 0) put(t, "# sliding_window: %d\n", m->sliding_window);
+    if (m->fp16_scale > 0) put(t, "# fp16_scale: %.9g\n", m->fp16_scale);
+    else put(t, "# fp16_scale: none\n");
     put(t, "# dynamic_prefill_slice: true\n");
     put(t, "# monolithic: false\n");
     put(t, "# anemll_version: %s\n", ANEMLL_INTERFACE_VERSION);

@@ -13,8 +13,9 @@
  *       lut_*_per_channel                            only when the group is not the default 8
  *       num_chunks, model_prefix,
  *       embeddings, lm_head, ffn                     .mlmodelc names (ffn = chunk 01)
+ *       [pf]                                         --split-rotate: the chunk-01 _rot file
  *       split_lm_head, [argmax_in_model: true], vocab_size, lm_head_chunk_sizes: [a, b, ...],
- *       [sliding_window], prefill_dynamic_slice: true
+ *       [split_rotate: true], [sliding_window], prefill_dynamic_slice: true
  *   # Conversion parameters as YAML comments (no timestamps: two runs write the same bytes)
  *
  * Every key chat.py or the Swift CLI reads is written explicitly (their defaults differ).
@@ -42,6 +43,8 @@ typedef struct MetaInfo {
     int n_splits;
     int split_sizes[PLAN_MAX_SPLITS];
     int sliding_window;         /* 0: not written */
+    int split_rotate;           /* gemma3 --split-rotate: pf and split_rotate written */
+    double fp16_scale;          /* alpha applied (comment only; 0 = none) */
 } MetaInfo;
 
 /* The model name ANEMLL derives from a model path: "org-name" for

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/fp16_scale.h"
 #include "parts/options.h"
 
 void convert_options_init(ConvertOptions *o) {
@@ -99,6 +100,8 @@ static int apply_valued(ConvertOptions *o, const char *name, const char *v, Err 
         rc = parse_prefix(v, &o->prefix, e);
     } else if (!strcmp(name, "--fp16-scale")) {
         o->fp16_scale = v;
+        o->fp16_alpha = 0;
+        rc = fp16_scale_parse(v, &o->fp16_alpha, &o->fp16_auto, e);
     } else if (!strcmp(name, "--threads")) {
         rc = parse_ranged(name, v, 1, 1024, "wants a thread count 1..1024", &x, e);
         if (!rc) o->threads = (int)x;

@@ -18,8 +18,10 @@
  *                         files present, Core ML compiler present)
  *   --skip-anemll-dedup   the combined FFN_PF packages store the weights of each function separately
  *   --argmax              LM head outputs argmax_idx/argmax_val instead of logits
- *   --fp16-scale V        Gemma 3 only (not implemented yet)
- *   --split-rotate        Gemma 3 only (not implemented yet)
+ *   --fp16-scale V        Gemma 3 only: residual scaling by alpha V in (0, 1], or auto (alpha =
+ *                         50000 / the float32 residual peak measured on the preflight prompt)
+ *   --split-rotate        Gemma 3 with a context beyond the sliding window: the rotate functions
+ *                         in a second file per chunk (..._chunk_NNofMM_rot)
  *   --threads N           worker threads for quantization (default: all cores)
  * Both "--opt value" and "--opt=value" are accepted.
  *
@@ -60,7 +62,13 @@ typedef struct ConvertOptions {
     int skip_check;
     int skip_dedup;
     int argmax;
-    const char *fp16_scale;           /* NULL = not given */
+    const char *fp16_scale;           /* NULL = not given; else "auto" or the number as given */
+    int fp16_auto;                    /* --fp16-scale auto */
+    double fp16_alpha;                /* --fp16-scale as a number (0 = not given or auto) */
+    const int *fp16_prompt;           /* auto: the prompt ids to measure on (the CLI encodes
+                                         PREFLIGHT_DEFAULT_PROMPT with the model's tokenizer);
+                                         NULL: preflight_fallback_prompt */
+    int n_fp16_prompt;
     int split_rotate;
     int threads;                      /* 0 = all cores */
 } ConvertOptions;

@@ -2,10 +2,13 @@
  *
  *   part_write_embeddings   {prefix}_embeddings[_lutB]: input_ids (1,1)|(1,batch) -> hidden_states
  *   part_write_lm_head      {prefix}_lm_head[_lutB]: hidden_states -> logits1..S, or argmax_idx/argmax_val
- *   part_write_ffn          one chunk's {prefix}_FFN (infer) and/or {prefix}_prefill package; when both
- *                           are asked for, each weight is read and quantized once and written to both
- *   part_combine            {prefix}_FFN_PF: the infer and prefill packages read back and written as one
- *                           multifunction package (infer default, prefill), identical blobs stored once
+ *   part_write_ffn          one chunk's {prefix}_FFN (infer), {prefix}_prefill, and for gemma3 with a
+ *                           context beyond the sliding window {prefix}_FFN_rotate (infer_rotate) and
+ *                           {prefix}_prefill_rotate packages, any subset; each weight is read and
+ *                           quantized once and written to every package asked for
+ *   part_combine            {prefix}_FFN_PF[_rot]: single-function packages read back and written as one
+ *                           multifunction package (the first function is the default), identical blobs
+ *                           stored once
  *
  * Weights stream from the checkpoint: one tensor (or a block of rows of it) is read as fp16,
  * quantized if its part has a LUT, written to weight.bin and dropped before the next one.
@@ -40,6 +43,7 @@ typedef struct PartSource {
     PartNoteFn note;                /* may be NULL */
     void *note_ctx;
     PartPrefetch *prefetch;         /* NULL: every weight is read when the builder needs it */
+    double fp16_scale;              /* gemma3 --fp16-scale alpha; 0 or 1 = none (model/fp16_scale.h) */
 } PartSource;
 
 /* What one written package holds, for the closing table. */
@@ -56,7 +60,8 @@ typedef struct PartReport {
 typedef struct PartCommon {
     long context;
     long batch;
-    int state_length;               /* plan_state_length */
+    int state_length;               /* plan_state_length (gemma3: the global cache) */
+    int local_length;               /* plan_local_length (gemma3: the local cache), else 0 */
     int n_chunks;
 } PartCommon;
 
@@ -66,14 +71,16 @@ int part_write_embeddings(const PartSource *src, const PartCommon *c, const LutS
 int part_write_lm_head(const PartSource *src, const PartCommon *c, const LutSpec *lut, int argmax, const char *path,
                        PartReport *r, Err *e);
 
-/* Chunk `chunk` (0-based) of c->n_chunks. infer_path / prefill_path: the packages to write
- * (either may be NULL); reports in r[0] (infer) and r[1] (prefill). */
-int part_write_ffn(const PartSource *src, const PartCommon *c, const LutSpec *lut, int chunk, const char *infer_path,
-                   const char *prefill_path, PartReport r[2], Err *e);
+/* Chunk `chunk` (0-based) of c->n_chunks. paths[k], k a PlanFfnKind below PLAN_FFN_FUNCTIONS
+ * (FFN_INFER, FFN_PREFILL, FFN_INFER_ROTATE, FFN_PREFILL_ROTATE): the package of that kind to
+ * write, or NULL; its report in r[k]. Rotate kinds only for gemma3 with context > sliding window. */
+int part_write_ffn(const PartSource *src, const PartCommon *c, const LutSpec *lut, int chunk,
+                   const char *const paths[PLAN_FFN_FUNCTIONS], PartReport r[PLAN_FFN_FUNCTIONS], Err *e);
 
-/* Combines the infer and prefill packages of one chunk into out_path. separate_copies: store
- * each function's weights separately (--skip-anemll-dedup) instead of once. */
-int part_combine(const char *infer_path, const char *prefill_path, const char *out_path, int separate_copies,
+/* Combines n single-function packages (function main) of one chunk into out_path as functions
+ * names[0..n) (names[0] the default). separate_copies: store each function's weights separately
+ * (--skip-anemll-dedup) instead of once. */
+int part_combine(int n, const char *const *paths, const char *const *names, const char *out_path, int separate_copies,
                  PartReport *r, Err *e);
 
 /* ==== reading ahead ====
@@ -86,10 +93,14 @@ typedef struct PartWeightJob {
     char tensor[160];
     long r0, rows, cols;
     LutSpec lut;
+    double scale;                   /* values multiplied by this in float before rounding (0 = 1) */
 } PartWeightJob;
 
 /* Append the jobs of a part to *jobs (*n entries, *cap capacity; grown with xrealloc). */
-void part_jobs_embeddings(const Arch *a, const LutSpec *lut, PartWeightJob **jobs, int *n, int *cap);
+void part_jobs_embeddings(const Arch *a, const LutSpec *lut, double fp16_scale, PartWeightJob **jobs, int *n,
+                          int *cap);
+/* The factor the embedding table is stored with: gemma's embed_scale times --fp16-scale alpha. */
+double part_embedding_scale(const Arch *a, double fp16_scale);
 void part_jobs_lm_head(const Arch *a, const LutSpec *lut, PartWeightJob **jobs, int *n, int *cap);
 void part_jobs_ffn(const Arch *a, const LutSpec *lut, int chunk, int n_chunks, PartWeightJob **jobs, int *n, int *cap);
 

@@ -11,6 +11,7 @@
  * quantization uses the worker threads), so reading and quantizing the next matrix overlaps
  * with writing the current one. Results are identical to computing on demand.
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,16 +109,34 @@ static const StTensor *find_tensor(const Checkpoint *ck, const char *name, long 
     return t;
 }
 
-/* Rows [r0, r0+n) as fp16 into dst; values beyond the fp16 range are clamped to +-65504 and
- * counted in *clamped. */
-static int read_rows(const StTensor *t, size_t r0, size_t n, uint16_t *dst, long *clamped, Err *e) {
-    long over = st_read_rows_f16(t, r0, n, dst, e);
-    if (over < 0) return -1;
-    if (over > 0) {
-        fp16_saturate_inf(dst, n * st_row_numel(t));
-        *clamped += over;
+/* Saturates the infinities of dst[0..n) that came from finite values; counts them. */
+static void saturate(uint16_t *dst, size_t n, long over, long *clamped) {
+    if (over <= 0) return;
+    fp16_saturate_inf(dst, n);
+    *clamped += over;
+}
+
+/* Rows [r0, r0+n) as fp16 into dst, each value multiplied by scale (0 or 1: unchanged) in
+ * double before the one rounding to fp16; values beyond the fp16 range are clamped to +-65504
+ * and counted in *clamped. */
+static int read_rows(const StTensor *t, size_t r0, size_t n, double scale, uint16_t *dst, long *clamped, Err *e) {
+    size_t count = n * st_row_numel(t);
+    if (scale == 0 || scale == 1) {
+        long over = st_read_rows_f16(t, r0, n, dst, e);
+        if (over < 0) return -1;
+        saturate(dst, count, over, clamped);
+        return 0;
     }
-    return 0;
+    float *f = xmalloc(sizeof *f * (count ? count : 1));
+    int rc = st_read_rows_f32(t, r0, n, f, e);
+    long over = 0;
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        dst[i] = f64_to_f16((double)f[i] * scale);
+        over += !f16_is_finite(dst[i]) && isfinite(f[i]);
+    }
+    free(f);
+    if (rc == 0) saturate(dst, count, over, clamped);
+    return rc;
 }
 
 static size_t gcd_size(size_t a, size_t b) {
@@ -150,7 +169,7 @@ static int quantize_grouped(const StTensor *t, const PartWeightJob *j, int threa
     int rc = 0;
     for (size_t s = 0; s < rows && rc == 0; s += br) {
         size_t n = rows - s < br ? rows - s : br;
-        rc = read_rows(t, (size_t)j->r0 + s, n, w, &d->clamped, e);
+        rc = read_rows(t, (size_t)j->r0 + s, n, j->scale, w, &d->clamped, e);
         if (rc == 0)
             rc = lut_quantize_rows(w, n, cols, group, j->lut.bits, threads, t->name, (size_t)j->r0 + s,
                                    d->table + s / group * per, idx, &d->stats, e);
@@ -167,7 +186,7 @@ static int quantize_per_tensor(const StTensor *t, const PartWeightJob *j, int th
     if (numel <= WHOLE_TENSOR_VALUES) {
         uint16_t *w = xmalloc(sizeof *w * numel);
         uint8_t *idx = xmalloc(numel);
-        int rc = read_rows(t, r0, rows, w, &d->clamped, e);
+        int rc = read_rows(t, r0, rows, j->scale, w, &d->clamped, e);
         if (rc == 0)
             rc = lut_quantize_rows(w, rows, cols, rows, bits, threads, t->name, r0, d->table, idx, &d->stats, e);
         if (rc == 0) lut_pack_indices(idx, numel, bits, d->packed);
@@ -185,14 +204,14 @@ static int quantize_per_tensor(const StTensor *t, const PartWeightJob *j, int th
     long ignored = 0;
     for (size_t s = 0; s < rows && rc == 0; s += br) {
         size_t n = rows - s < br ? rows - s : br;
-        rc = read_rows(t, r0 + s, n, w, &d->clamped, e);
+        rc = read_rows(t, r0 + s, n, j->scale, w, &d->clamped, e);
         if (rc == 0) rc = lut_hist_add(h, w, n * cols, t->name, e);
     }
     if (rc == 0) rc = lut_hist_fit(h, bits, d->table, &used, &d->stats, e);
     if (rc == 0) m = lut_map_new(d->table, used);
     for (size_t s = 0; s < rows && rc == 0; s += br) {
         size_t n = rows - s < br ? rows - s : br;
-        rc = read_rows(t, r0 + s, n, w, &ignored, e);   /* counted in the first pass */
+        rc = read_rows(t, r0 + s, n, j->scale, w, &ignored, e);   /* counted in the first pass */
         if (rc == 0) rc = lut_map_apply(m, w, n * cols, idx, t->name, e);
         if (rc == 0) lut_pack_indices(idx, n * cols, bits, d->packed + s * cols * (size_t)bits / 8);
     }
@@ -220,7 +239,7 @@ static int compute_matrix(const PartSource *src, const PartWeightJob *j, Scratch
         size_t br = block_rows(rows, cols, 0);
         for (size_t s = 0; s < rows && rc == 0; s += br) {
             size_t n = rows - s < br ? rows - s : br;
-            rc = read_rows(t, (size_t)j->r0 + s, n, d->fp16 + s * cols, &d->clamped, e);
+            rc = read_rows(t, (size_t)j->r0 + s, n, j->scale, d->fp16 + s * cols, &d->clamped, e);
         }
     }
     if (rc < 0) weight_data_free(d);
@@ -315,9 +334,12 @@ void part_prefetch_counts(const PartPrefetch *p, int *hits, int *misses) {
     *misses = p->misses;
 }
 
+static double job_scale(const PartWeightJob *j) { return j->scale == 0 ? 1 : j->scale; }
+
 static int same_job(const PartWeightJob *a, const PartWeightJob *b) {
     return !strcmp(a->tensor, b->tensor) && a->r0 == b->r0 && a->rows == b->rows && a->cols == b->cols &&
-           a->lut.bits == b->lut.bits && (a->lut.bits == 0 || a->lut.group == b->lut.group);
+           a->lut.bits == b->lut.bits && (a->lut.bits == 0 || a->lut.group == b->lut.group) &&
+           job_scale(a) == job_scale(b);
 }
 
 /* Computes job j on the calling thread. */
@@ -411,11 +433,29 @@ static void note_clamped(const WeightLoader *l, const char *tensor, long clamped
 
 int wl_vector(WeightLoader *l, const char *tensor, long n, int rank, const int64_t *dims, const char *name,
               MilValue **vals, Err *e) {
+    return wl_gain(l, tensor, n, 0, 1, rank, dims, name, vals, e);
+}
+
+int wl_gain(WeightLoader *l, const char *tensor, long n, double add, double mul, int rank, const int64_t *dims,
+            const char *name, MilValue **vals, Err *e) {
     const StTensor *t = find_tensor(l->src->ckpt, tensor, n, 0, e);
     if (!t) return -1;
     uint16_t *buf = xmalloc(sizeof *buf * (size_t)n);
     long clamped = 0;
-    int rc = read_rows(t, 0, (size_t)n, buf, &clamped, e);
+    int rc;
+    if (add == 0 && mul == 1) {
+        rc = read_rows(t, 0, (size_t)n, 1, buf, &clamped, e);
+    } else {
+        float *f = xmalloc(sizeof *f * (size_t)n);
+        rc = st_read_rows_f32(t, 0, (size_t)n, f, e);
+        long over = 0;
+        for (long i = 0; rc == 0 && i < n; i++) {
+            buf[i] = f64_to_f16(mul * (add + (double)f[i]));
+            over += !f16_is_finite(buf[i]) && isfinite(f[i]);
+        }
+        free(f);
+        if (rc == 0) saturate(buf, (size_t)n, over, &clamped);
+    }
     note_clamped(l, tensor, clamped);
     if (rc == 0) rc = wl_fp16(l, buf, rank, dims, name, vals, e);
     free(buf);
@@ -445,8 +485,13 @@ static int store_lut(WeightLoader *l, const PartWeightJob *j, const WeightData *
 
 int wl_matrix(WeightLoader *l, const char *tensor, long r0, long rows, long cols, int rank, const int64_t *dims,
               const LutSpec *lut, const char *name, MilValue **vals, Err *e) {
+    return wl_matrix_scaled(l, tensor, r0, rows, cols, 1, rank, dims, lut, name, vals, e);
+}
+
+int wl_matrix_scaled(WeightLoader *l, const char *tensor, long r0, long rows, long cols, double scale, int rank,
+                     const int64_t *dims, const LutSpec *lut, const char *name, MilValue **vals, Err *e) {
     AN_ASSERT(rank >= 2 && rank + 2 <= MIL_MAX_RANK && dims[0] == rows);
-    PartWeightJob j = {.r0 = r0, .rows = rows, .cols = cols, .lut = lut ? *lut : (LutSpec){0, 0}};
+    PartWeightJob j = {.r0 = r0, .rows = rows, .cols = cols, .lut = lut ? *lut : (LutSpec){0, 0}, .scale = scale};
     if (strlen(tensor) >= sizeof j.tensor) return err_set(e, "tensor name %s is too long", tensor);
     strcpy(j.tensor, tensor);
     WeightData d;
@@ -460,7 +505,7 @@ int wl_matrix(WeightLoader *l, const char *tensor, long r0, long rows, long cols
 /* ==== job lists ==== */
 
 static void add_job(PartWeightJob **jobs, int *n, int *cap, const char *tensor, long r0, long rows, long cols,
-                    const LutSpec *lut) {
+                    const LutSpec *lut, double scale) {
     if (*n == *cap) {
         *cap = *cap ? *cap * 2 : 64;
         *jobs = xrealloc(*jobs, sizeof **jobs * (size_t)*cap);
@@ -472,11 +517,19 @@ static void add_job(PartWeightJob **jobs, int *n, int *cap, const char *tensor, 
     j->rows = rows;
     j->cols = cols;
     j->lut = *lut;
+    j->scale = scale;
 }
 
-void part_jobs_embeddings(const Arch *a, const LutSpec *lut, PartWeightJob **jobs, int *n, int *cap) {
+double part_embedding_scale(const Arch *a, double fp16_scale) {
+    double alpha = fp16_scale > 0 ? fp16_scale : 1;
+    return (double)a->embed_scale * alpha;
+}
+
+void part_jobs_embeddings(const Arch *a, const LutSpec *lut, double fp16_scale, PartWeightJob **jobs, int *n,
+                          int *cap) {
     char t[160];
-    add_job(jobs, n, cap, arch_tensor_name(a, "embed_tokens.weight", t, sizeof t), 0, a->vocab, a->hidden, lut);
+    add_job(jobs, n, cap, arch_tensor_name(a, "embed_tokens.weight", t, sizeof t), 0, a->vocab, a->hidden, lut,
+            part_embedding_scale(a, fp16_scale));
 }
 
 void part_jobs_lm_head(const Arch *a, const LutSpec *lut, PartWeightJob **jobs, int *n, int *cap) {
@@ -484,7 +537,7 @@ void part_jobs_lm_head(const Arch *a, const LutSpec *lut, PartWeightJob **jobs, 
     int s = plan_lm_head_sizes(a, sizes);
     long offset = 0;
     for (int i = 0; i < s; i++) {
-        add_job(jobs, n, cap, arch_lm_head_name(a), offset, sizes[i], a->hidden, lut);
+        add_job(jobs, n, cap, arch_lm_head_name(a), offset, sizes[i], a->hidden, lut, 1);
         offset += sizes[i];
     }
 }
@@ -499,6 +552,6 @@ void part_jobs_ffn(const Arch *a, const LutSpec *lut, int chunk, int n_chunks, P
     for (int layer = first; layer < first + count; layer++)
         for (int k = 0; k < 7; k++) {
             char t[160];
-            add_job(jobs, n, cap, arch_layer_tensor_name(a, layer, w[k], t, sizeof t), 0, rows[k], cols[k], lut);
+            add_job(jobs, n, cap, arch_layer_tensor_name(a, layer, w[k], t, sizeof t), 0, rows[k], cols[k], lut, 1);
         }
 }

@@ -5,6 +5,7 @@
  */
 #include "runtime/llm.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +18,8 @@
 
 typedef struct Chunk {
     RtModel *model;
-    RtFunction *infer;
-    RtFunction *prefill;        /* NULL: single-function package */
+    RtModel *rot_model;         /* split_rotate: the _rot package */
+    RtFunction *fn[LLM_FN_COUNT];   /* infer; prefill, rotate functions: NULL when absent */
 } Chunk;
 
 struct Llm {
@@ -29,6 +30,9 @@ struct Llm {
     Chunk *chunks;
     RtStates *states;
     int hidden, mask_len, batch, use_prefill;
+    int window;                 /* rotate functions run from this position; INT_MAX: none */
+    int next_pos;               /* the next position the cache expects (positions below are written) */
+    int pending_token, pending_pos;   /* the last prompt token, not run yet (pending_pos -1: none) */
     /* LM head */
     int argmax_mode;
     int n_splits;
@@ -91,48 +95,100 @@ static int check_chunk_fn(Llm *m, const RtFunction *f, const char *part, int T, 
     return 0;
 }
 
+const char *llm_fn_name(LlmFn f) {
+    static const char *names[LLM_FN_COUNT] = {"infer", "prefill", "infer_rotate", "prefill_rotate"};
+    return f >= 0 && f < LLM_FN_COUNT ? names[f] : "?";
+}
+
+/* Finds the chunk's functions: infer (or the default function) and prefill in its package, the
+ * rotate functions there or in its _rot package. */
+static int open_chunk_functions(Llm *m, Chunk *c, int i, const RtOptions *opt, Err *e) {
+    const char *path = m->meta.chunks[i];
+    if (open_part(path, opt, &c->model, e) < 0) return -1;
+    c->fn[LLM_INFER] = rt_function(c->model, "infer");
+    if (!c->fn[LLM_INFER]) c->fn[LLM_INFER] = rt_function(c->model, NULL);
+    c->fn[LLM_PREFILL] = rt_function(c->model, "prefill");
+    RtModel *rot = c->model;
+    if (m->meta.split_rotate) {
+        if (open_part(m->meta.rot_chunks[i], opt, &c->rot_model, e) < 0) return -1;
+        rot = c->rot_model;
+    }
+    c->fn[LLM_INFER_ROTATE] = rt_function(rot, "infer_rotate");
+    c->fn[LLM_PREFILL_ROTATE] = rt_function(rot, "prefill_rotate");
+    if (m->meta.split_rotate && !c->fn[LLM_INFER_ROTATE])
+        return err_set(e, "%s: meta.yaml says split_rotate but this package has no infer_rotate function",
+                       m->meta.rot_chunks[i]);
+    return 0;
+}
+
+/* The first chunk's shapes: hidden size, mask width, prefill batch. */
+static int read_shapes(Llm *m, const Chunk *c, const char *path, Err *e) {
+    const MilValue *hs = rt_find_input(c->fn[LLM_INFER], "hidden_states");
+    const MilValue *cm = rt_find_input(c->fn[LLM_INFER], "causal_mask");
+    if (!hs || !cm || hs->type.rank != 3 || cm->type.rank != 4)
+        return err_set(e, "%s: function '%s' lacks hidden_states / causal_mask inputs (is this an FFN chunk?)", path,
+                       rt_function_name(c->fn[LLM_INFER]));
+    m->hidden = (int)hs->type.dims[2];
+    m->mask_len = (int)cm->type.dims[3];
+    if (c->fn[LLM_PREFILL]) {
+        const MilValue *ph = rt_find_input(c->fn[LLM_PREFILL], "hidden_states");
+        m->batch = ph && ph->type.rank == 3 ? (int)ph->type.dims[1] : 0;
+    }
+    return 0;
+}
+
+/* Rotation: on when the chunks have rotate functions and the context exceeds the window
+ * (chat.py loads them only then); the window is meta.yaml's sliding_window, which must be the
+ * length of the local cache the rotate functions shift. */
+static int setup_rotation(Llm *m, Err *e) {
+    m->window = INT_MAX;
+    const Chunk *c = &m->chunks[0];
+    const MilValue *local = rt_find_input(c->fn[LLM_INFER], "model_model_kv_cache_local");
+    int sw = m->meta.sliding_window;
+    if (!sw && local) sw = (int)local->type.dims[2];
+    int has = c->fn[LLM_INFER_ROTATE] != NULL;
+    if (!has || !sw || m->meta.context_length <= sw) {
+        if (local && sw && m->mask_len > local->type.dims[2])
+            return err_set(e, "%s: the context (%d) exceeds the local cache (%lld positions) but the chunks have no "
+                              "infer_rotate function; convert again (Gemma 3 with --context beyond the window writes "
+                              "the rotate functions)",
+                           m->meta.path, m->mask_len, (long long)local->type.dims[2]);
+        return 0;
+    }
+    if (!local || local->type.dims[2] != sw)
+        return err_set(e, "%s: sliding_window is %d but the chunks' model_model_kv_cache_local holds %lld positions",
+                       m->meta.path, sw, local ? (long long)local->type.dims[2] : 0LL);
+    if (m->batch > 1 && !c->fn[LLM_PREFILL_ROTATE])
+        return err_set(e, "%s: the chunks have infer_rotate but no prefill_rotate", m->meta.chunks[0]);
+    m->window = sw;
+    return 0;
+}
+
 static int open_chunks(Llm *m, const RtOptions *opt, Err *e) {
     m->n_chunks = m->meta.num_chunks;
     m->chunks = xcalloc((size_t)m->n_chunks, sizeof *m->chunks);
     for (int i = 0; i < m->n_chunks; i++) {
         Chunk *c = &m->chunks[i];
         const char *path = m->meta.chunks[i];
-        if (open_part(path, opt, &c->model, e) < 0) return -1;
-        c->infer = rt_function(c->model, "infer");
-        if (!c->infer) c->infer = rt_function(c->model, NULL);
-        c->prefill = rt_function(c->model, "prefill");
-        if (rt_function(c->model, "infer_rotate") && m->meta.sliding_window && m->meta.context_length > m->meta.sliding_window)
-            return err_set(e, "%s: rotate functions (Gemma 3 with context > sliding window) are not supported by the CPU "
-                              "runtime",
-                           path);
-        if (i == 0) {
-            const MilValue *hs = rt_find_input(c->infer, "hidden_states");
-            const MilValue *cm = rt_find_input(c->infer, "causal_mask");
-            if (!hs || !cm || hs->type.rank != 3 || cm->type.rank != 4)
-                return err_set(e, "%s: function '%s' lacks hidden_states / causal_mask inputs (is this an FFN chunk?)", path,
-                               rt_function_name(c->infer));
-            m->hidden = (int)hs->type.dims[2];
-            m->mask_len = (int)cm->type.dims[3];
-            if (c->prefill) {
-                const MilValue *ph = rt_find_input(c->prefill, "hidden_states");
-                m->batch = ph && ph->type.rank == 3 ? (int)ph->type.dims[1] : 0;
-            }
+        if (open_chunk_functions(m, c, i, opt, e) < 0) return -1;
+        if (i == 0 && read_shapes(m, c, path, e) < 0) return -1;
+        for (int f = 0; f < LLM_FN_COUNT; f++) {
+            if (!!c->fn[f] != !!m->chunks[0].fn[f])
+                return err_set(e, "%s: chunk %d %s a %s function but chunk 1 %s", path, i + 1, c->fn[f] ? "has" : "lacks",
+                               llm_fn_name((LlmFn)f), m->chunks[0].fn[f] ? "has one" : "does not");
+            int T = f == LLM_PREFILL || f == LLM_PREFILL_ROTATE ? m->batch : 1;
+            if (c->fn[f] && check_chunk_fn(m, c->fn[f], path, T, e) < 0) return -1;
         }
-        if (check_chunk_fn(m, c->infer, path, 1, e) < 0) return -1;
-        if (c->prefill && check_chunk_fn(m, c->prefill, path, m->batch, e) < 0) return -1;
-        if (!!c->prefill != !!m->chunks[0].prefill)
-            return err_set(e, "%s: chunk %d %s a prefill function but chunk 1 %s", path, i + 1, c->prefill ? "has" : "lacks",
-                           m->chunks[0].prefill ? "has one" : "does not");
     }
     if (m->mask_len != m->meta.context_length && m->mask_len != m->meta.attention_size)
         return err_set(e, "%s: context_length is %d but the chunks' causal_mask covers %d positions", m->meta.path,
                        m->meta.context_length, m->mask_len);
-    if (m->chunks[0].prefill && m->batch != m->meta.batch_size)
+    if (m->chunks[0].fn[LLM_PREFILL] && m->batch != m->meta.batch_size)
         return err_set(e, "%s: batch_size is %d but the chunks' prefill function takes %d tokens", m->meta.path,
                        m->meta.batch_size, m->batch);
-    m->use_prefill = m->chunks[0].prefill && m->meta.prefill_dynamic_slice == 1;
+    m->use_prefill = m->chunks[0].fn[LLM_PREFILL] && m->meta.prefill_dynamic_slice == 1;
     if (!m->use_prefill) m->batch = 1;
-    return 0;
+    return setup_rotation(m, e);
 }
 
 /* ==== LM head ==== */
@@ -228,7 +284,7 @@ int llm_open(Llm **out, const char *meta_path, const RtOptions *opt, Err *e) {
     if (rc == 0) rc = open_chunks(m, opt, e);
     if (rc == 0) rc = open_lm_head(m, e);
     if (rc == 0) {
-        RtFunction *decl = m->chunks[0].prefill ? m->chunks[0].prefill : m->chunks[0].infer;
+        RtFunction *decl = m->chunks[0].fn[LLM_PREFILL] ? m->chunks[0].fn[LLM_PREFILL] : m->chunks[0].fn[LLM_INFER];
         m->states = rt_states_new(decl, e);
         if (!m->states) rc = -1;
     }
@@ -239,13 +295,17 @@ int llm_open(Llm **out, const char *meta_path, const RtOptions *opt, Err *e) {
     m->ids = xcalloc((size_t)m->batch + 1, sizeof(int32_t));
     m->pos_ids = xcalloc((size_t)m->batch + 1, sizeof(int32_t));
     m->mask = xmalloc(sizeof(float) * (size_t)m->batch * (size_t)m->mask_len);
+    m->pending_pos = -1;
     *out = m;
     return 0;
 }
 
 void llm_close(Llm *m) {
     if (!m) return;
-    for (int i = 0; i < m->n_chunks; i++) rt_close(m->chunks[i].model);
+    for (int i = 0; i < m->n_chunks; i++) {
+        rt_close(m->chunks[i].model);
+        rt_close(m->chunks[i].rot_model);
+    }
     free(m->chunks);
     rt_close(m->emb);
     rt_close(m->lm);
@@ -269,19 +329,26 @@ int llm_batch(const Llm *m) { return m->batch; }
 int llm_hidden(const Llm *m) { return m->hidden; }
 int llm_argmax_mode(const Llm *m) { return m->argmax_mode; }
 int llm_uses_prefill(const Llm *m) { return m->use_prefill; }
+int llm_rotate_window(const Llm *m) { return m->window == INT_MAX ? 0 : m->window; }
 RtStates *llm_states(Llm *m) { return m->states; }
 int llm_n_parts(const Llm *m) { return 2 + m->n_chunks; }
 RtModel *llm_part(const Llm *m, int i) { return i == 0 ? m->emb : i == 1 ? m->lm : m->chunks[i - 2].model; }
 const LlmTimes *llm_times(const Llm *m) { return &m->times; }
 void llm_reset_times(Llm *m) { memset(&m->times, 0, sizeof m->times); }
-void llm_reset(Llm *m) { rt_states_zero(m->states); }
+void llm_reset(Llm *m) {
+    rt_states_zero(m->states);
+    m->next_pos = 0;
+    m->pending_pos = -1;
+}
 
 void llm_memory(const Llm *m, RtMemoryStats *total) {
     memset(total, 0, sizeof *total);
     RtModel *parts[2] = {m->emb, m->lm};
-    for (int i = 0; i < 2 + m->n_chunks; i++) {
+    for (int i = 0; i < 2 + 2 * m->n_chunks; i++) {
+        RtModel *p = i < 2 ? parts[i] : (i - 2) % 2 ? m->chunks[(i - 2) / 2].rot_model : m->chunks[(i - 2) / 2].model;
+        if (!p) continue;
         RtMemoryStats s;
-        rt_memory_stats(i < 2 ? parts[i] : m->chunks[i - 2].model, &s);
+        rt_memory_stats(p, &s);
         total->fresh_allocs += s.fresh_allocs;
         total->pool_bytes += s.pool_bytes;
         total->const_bytes += s.const_bytes;
@@ -310,9 +377,9 @@ static RtInput input_of(const char *name, MilDType dt, void *data, int rank, con
     return in;
 }
 
-/* Embeddings, then every chunk: T tokens at positions pos.. through fn (infer or prefill).
- * Returns the last chunk's output (valid until its next run), or NULL. */
-static const RtTensor *run_chunks(Llm *m, const int *tokens, int pos, int T, int prefill, Err *e) {
+/* Embeddings, then every chunk's function fn: T tokens at positions pos... Returns the last
+ * chunk's output (valid until its next run), or NULL. */
+static const RtTensor *run_chunks(Llm *m, const int *tokens, int pos, int T, LlmFn fn, Err *e) {
     for (int i = 0; i < T; i++) {
         m->ids[i] = tokens[i];
         m->pos_ids[i] = pos + i;
@@ -327,7 +394,7 @@ static const RtTensor *run_chunks(Llm *m, const int *tokens, int pos, int T, int
     fill_mask(m, pos, T);
     int32_t cur = pos;
     for (int c = 0; c < m->n_chunks; c++) {
-        RtFunction *f = prefill ? m->chunks[c].prefill : m->chunks[c].infer;
+        RtFunction *f = m->chunks[c].fn[fn];
         RtInput in[4] = {
             {"hidden_states", *h},
             input_of("position_ids", MIL_INT32, m->pos_ids, 1, (int64_t[]){T}),
@@ -341,18 +408,70 @@ static const RtTensor *run_chunks(Llm *m, const int *tokens, int pos, int T, int
             return NULL;
         }
     }
+    m->times.runs[fn]++;
+    m->next_pos = pos + T;
     return h;
+}
+
+/* Checks that T tokens at pos can go through fn without breaking the local cache: a rotate
+ * function continues exactly where the cache ends; a fill function needs a cache that has not
+ * rotated and no gap before pos. */
+static int check_order(const Llm *m, int pos, LlmFn fn, Err *e) {
+    if (m->window == INT_MAX) return 0;
+    if (fn == LLM_INFER_ROTATE || fn == LLM_PREFILL_ROTATE) {
+        if (pos != m->next_pos)
+            return err_set(e, "position %d: %s continues the sliding-window cache, which holds the positions before %d; "
+                              "run the positions in order (or prefill again from 0)",
+                           pos, llm_fn_name(fn), m->next_pos);
+        return 0;
+    }
+    if (m->next_pos > m->window)
+        return err_set(e, "position %d: the sliding-window cache has rotated past it (it holds positions up to %d); "
+                          "prefill again from position 0",
+                       pos, m->next_pos - 1);
+    if (pos > m->next_pos)
+        return err_set(e, "position %d: positions %d..%d were never run", pos, m->next_pos, pos - 1);
+    return 0;
+}
+
+/* One token at pos through infer or infer_rotate. */
+static const RtTensor *run_token(Llm *m, int token, int pos, Err *e) {
+    LlmFn fn = pos >= m->window ? LLM_INFER_ROTATE : LLM_INFER;
+    if (check_order(m, pos, fn, e) < 0) return NULL;
+    return run_chunks(m, &token, pos, 1, fn, e);
+}
+
+/* A batch at batch_pos: prefill before the window, prefill_rotate from it, token by token when
+ * it straddles it. */
+static int run_batch(Llm *m, const int *tokens, int pos, Err *e) {
+    int B = m->batch;
+    if (pos < m->window && pos + B > m->window) {
+        for (int i = 0; i < B; i++)
+            if (!run_token(m, tokens[i], pos + i, e)) return -1;
+        return 0;
+    }
+    LlmFn fn = pos >= m->window ? LLM_PREFILL_ROTATE : LLM_PREFILL;
+    if (check_order(m, pos, fn, e) < 0) return -1;
+    return run_chunks(m, tokens, pos, B, fn, e) ? 0 : -1;
 }
 
 int llm_prefill(Llm *m, const int *tokens, int n, Err *e) {
     if (n < 0 || n > m->mask_len) return err_set(e, "prefill of %d tokens does not fit the context of %d", n, m->mask_len);
     double t0 = now_seconds();
+    m->next_pos = 0;   /* a new sequence on the same states: every fill write overwrites what it attends to */
+    m->pending_pos = -1;
+    /* in rotate mode a token must run once: chat.py's loop re-runs the last one for its logits */
+    int run = n > 0 && n - 1 >= m->window ? n - 1 : n;
     int pos = 0;
     if (m->use_prefill)
-        for (; pos + m->batch <= n; pos += m->batch)
-            if (!run_chunks(m, tokens + pos, pos, m->batch, 1, e)) return err_wrap(e, "prefill at position %d", pos);
-    for (; pos < n; pos++)
-        if (!run_chunks(m, tokens + pos, pos, 1, 0, e)) return err_wrap(e, "prefill at position %d", pos);
+        for (; pos + m->batch <= run; pos += m->batch)
+            if (run_batch(m, tokens + pos, pos, e) < 0) return err_wrap(e, "prefill at position %d", pos);
+    for (; pos < run; pos++)
+        if (!run_token(m, tokens[pos], pos, e)) return err_wrap(e, "prefill at position %d", pos);
+    if (run < n) {
+        m->pending_token = tokens[n - 1];
+        m->pending_pos = n - 1;
+    }
     m->times.prefill_s += now_seconds() - t0;
     m->times.prefill_tokens += n;
     return 0;
@@ -395,7 +514,12 @@ static int run_lm_head(Llm *m, const RtTensor *h, LlmStep *out, Err *e) {
 int llm_step(Llm *m, int token, int pos, LlmStep *out, Err *e) {
     if (pos < 0 || pos >= m->mask_len) return err_set(e, "position %d is outside the context of %d", pos, m->mask_len);
     double t0 = now_seconds();
-    const RtTensor *h = run_chunks(m, &token, pos, 1, 0, e);
+    if (m->pending_pos >= 0) {   /* the last prompt token: this step runs it, or it runs first */
+        int pp = m->pending_pos;
+        m->pending_pos = -1;
+        if (pp != pos && !run_token(m, m->pending_token, pp, e)) return err_wrap(e, "prompt token at position %d", pp);
+    }
+    const RtTensor *h = run_token(m, token, pos, e);
     if (!h || run_lm_head(m, h, out, e) < 0) return err_wrap(e, "token %d at position %d", token, pos);
     m->times.step_s += now_seconds() - t0;
     m->times.steps++;

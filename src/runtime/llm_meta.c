@@ -173,6 +173,30 @@ char *llm_meta_chunk_name(const char *first, int i, int n) {
 
 static char *lut_suffix(int bits) { return bits ? xasprintf("_lut%d", bits) : xstrdup(""); }
 
+/* The num_chunks packages named like `first` (chunk 01) with _chunk_NNofMM replaced. */
+static char **resolve_chunks(LlmMeta *m, const char *first, const char *key, Err *e) {
+    char **out = xcalloc((size_t)m->num_chunks, sizeof *out);
+    char *base = strip_ext(first);
+    int rc = 0;
+    for (int i = 1; i <= m->num_chunks && rc == 0; i++) {
+        char *name = llm_meta_chunk_name(base, i, m->num_chunks);
+        if (!name && m->num_chunks == 1) name = xstrdup(base);
+        if (!name) {
+            rc = err_set(e, "%s: %s '%s' has no _chunk_NNofMM part, so the other %d chunks cannot be found", m->path, key,
+                         first, m->num_chunks - 1);
+            break;
+        }
+        out[i - 1] = resolve_package(m, name, key, e);
+        if (!out[i - 1]) rc = -1;
+        free(name);
+    }
+    free(base);
+    if (rc == 0) return out;
+    for (int i = 0; i < m->num_chunks; i++) free(out[i]);
+    free(out);
+    return NULL;
+}
+
 static int resolve_files(LlmMeta *m, Reader *r, Err *e) {
     char *emb = get_str(r, "embeddings"), *lm = get_str(r, "lm_head"), *ffn = get_str(r, "ffn");
     char *s1 = lut_suffix(m->lut_embeddings), *s2 = lut_suffix(m->lut_ffn), *s3 = lut_suffix(m->lut_lmhead);
@@ -187,21 +211,19 @@ static int resolve_files(LlmMeta *m, Reader *r, Err *e) {
         if (!m->lm_head) rc = -1;
     }
     if (rc == 0) {
-        m->chunks = xcalloc((size_t)m->num_chunks, sizeof *m->chunks);
-        char *base = strip_ext(ffn);
-        for (int i = 1; i <= m->num_chunks && rc == 0; i++) {
-            char *name = llm_meta_chunk_name(base, i, m->num_chunks);
-            if (!name && m->num_chunks == 1) name = xstrdup(base);
-            if (!name) {
-                rc = err_set(e, "%s: ffn '%s' has no _chunk_NNofMM part, so the other %d chunks cannot be found", m->path,
-                             ffn, m->num_chunks - 1);
-                break;
-            }
-            m->chunks[i - 1] = resolve_package(m, name, "ffn", e);
-            if (!m->chunks[i - 1]) rc = -1;
-            free(name);
+        m->chunks = resolve_chunks(m, ffn, "ffn", e);
+        if (!m->chunks) rc = -1;
+    }
+    if (rc == 0 && m->split_rotate) {
+        char *pf = get_str(r, "pf");
+        if (!pf) {   /* ANEMLL's combine names it after the main file */
+            char *base = strip_ext(ffn);
+            pf = xasprintf("%s_rot", base);
+            free(base);
         }
-        free(base);
+        m->rot_chunks = resolve_chunks(m, pf, "pf", e);
+        if (!m->rot_chunks) rc = -1;
+        free(pf);
     }
     free(emb);
     free(lm);
@@ -226,7 +248,8 @@ static int read_parameters(LlmMeta *m, Reader *r) {
         return -1;
     if (get_bool(r, "argmax_in_model", &m->argmax_in_model) < 0 ||
         get_bool(r, "prefill_dynamic_slice", &m->prefill_dynamic_slice) < 0 ||
-        get_bool(r, "update_mask_prefill", &m->update_mask_prefill) < 0)
+        get_bool(r, "update_mask_prefill", &m->update_mask_prefill) < 0 ||
+        get_bool(r, "split_rotate", &m->split_rotate) < 0)
         return -1;
     if (get_lut(r, "lut_embeddings", &m->lut_embeddings) < 0 || get_lut(r, "lut_ffn", &m->lut_ffn) < 0 ||
         get_lut(r, "lut_lmhead", &m->lut_lmhead) < 0)
@@ -314,6 +337,9 @@ void llm_meta_free(LlmMeta *m) {
     if (m->chunks)
         for (int i = 0; i < m->num_chunks; i++) free(m->chunks[i]);
     free(m->chunks);
+    if (m->rot_chunks)
+        for (int i = 0; i < m->num_chunks; i++) free(m->rot_chunks[i]);
+    free(m->rot_chunks);
     free(m->path);
     free(m->dir);
     free(m->name);

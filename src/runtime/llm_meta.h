@@ -5,8 +5,10 @@
  * meta.yaml; when absent they are derived from the prefix and the lut_* keys as chat.py does),
  * split_lm_head (default 8), argmax_in_model, vocab_size, lm_head_chunk_sizes, lut_embeddings,
  * lut_ffn, lut_lmhead (bits or "none"), sliding_window, prefill_dynamic_slice,
- * update_mask_prefill, state_length, attention_size, tokenizer_path. model_info.model_type
- * "monolithic" is refused (not supported by the CPU runtime).
+ * update_mask_prefill, state_length, attention_size, tokenizer_path, split_rotate and pf (Gemma 3
+ * --split-rotate: the chunk-01 file holding infer_rotate / prefill_rotate; when absent, the ffn
+ * name with "_rot" appended). model_info.model_type "monolithic" is refused (not supported by the
+ * CPU runtime).
  *
  * Compiled names (.mlmodelc) map to the .mlpackage beside them: the CPU runtime executes
  * packages. The FFN entry names chunk 01; chunk i of N is the same name with _chunk_{i}of{N}.
@@ -33,6 +35,8 @@ typedef struct LlmMeta {
     char *embeddings;           /* resolved .mlpackage paths */
     char *lm_head;
     char **chunks;              /* [num_chunks] FFN(+prefill) packages, chunk 1 first */
+    int split_rotate;           /* the rotate functions are in rot_chunks */
+    char **rot_chunks;          /* [num_chunks] the _rot packages (split_rotate), else NULL */
     int split_lm_head;
     int argmax_in_model;
     int vocab_size;             /* 0: not given */

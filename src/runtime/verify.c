@@ -164,6 +164,7 @@ int verify_run(Llm *m, RefModel *ref, const int *prompt, int n_prompt, int max_n
     const LlmTimes *t = llm_times(m);
     r->pkg_prefill_tps = t->prefill_s > 0 ? t->prefill_tokens / t->prefill_s : 0;
     r->pkg_decode_tps = t->step_s > 0 ? t->steps / t->step_s : 0;
+    memcpy(r->fn_runs, t->runs, sizeof r->fn_runs);
     return 0;
 }
 
@@ -442,6 +443,11 @@ char *verify_format(const VerifyReport *r, const VerifyThresholds *t) {
     else
         add(buf, sizeof buf, "  first divergence  none\n");
     add(buf, sizeof buf, "  packages on CPU   prefill %.1f t/s, decode %.1f t/s\n", r->pkg_prefill_tps, r->pkg_decode_tps);
+    add(buf, sizeof buf, "  functions run     infer %ld, prefill %ld", r->fn_runs[LLM_INFER], r->fn_runs[LLM_PREFILL]);
+    if (r->fn_runs[LLM_INFER_ROTATE] || r->fn_runs[LLM_PREFILL_ROTATE])
+        add(buf, sizeof buf, ", infer_rotate %ld, prefill_rotate %ld", r->fn_runs[LLM_INFER_ROTATE],
+            r->fn_runs[LLM_PREFILL_ROTATE]);
+    add(buf, sizeof buf, "\n");
     int ok = verify_passes(r, t, why, sizeof why);
     add(buf, sizeof buf, "%s%s\n", ok ? "PASS" : "FAIL: ", ok ? "" : why);
     return xstrdup(buf);
@@ -475,6 +481,9 @@ char *verify_format_json(const VerifyReport *r, const VerifyThresholds *t) {
         for (int i = 0; i < r->n_positions; i++) add(buf, size, "%s%d", i ? ", " : "", tk[i]);
         add(buf, size, "], ");
     }
+    add(buf, size, "\"functions\": {");
+    for (int f = 0; f < LLM_FN_COUNT; f++) add(buf, size, "%s\"%s\": %ld", f ? ", " : "", llm_fn_name((LlmFn)f), r->fn_runs[f]);
+    add(buf, size, "}, ");
     json_num(buf, size, "prefill_tps", r->pkg_prefill_tps, 0);
     json_num(buf, size, "decode_tps", r->pkg_decode_tps, 1);
     add(buf, size, "}");

@@ -71,6 +71,7 @@ typedef struct VerifyReport {
     int *ref_tokens;                /* [n_positions] the reference's greedy tokens */
     int *pkg_tokens;                /* [n_positions] the package's greedy tokens */
     double pkg_prefill_tps, pkg_decode_tps;
+    long fn_runs[LLM_FN_COUNT];     /* runs of each chunk function (a batch or a token through all chunks) */
 } VerifyReport;
 
 void verify_default_thresholds(VerifyThresholds *t);

@@ -67,14 +67,22 @@ expect 1 "groups of 7 do not divide" -- --model "$T/good" --output "$OUT" --lut2
 grep -q -- "--lut2" "$T/stderr" || fail "group error should name --lut2"
 expect 1 "--chunk 5: the model has 2 layers" -- --model "$T/good" --output "$OUT" --chunk 5
 expect 1 "--fp16-scale applies to Gemma 3" -- --model "$T/good" --output "$OUT" --fp16-scale auto
+expect 1 "--fp16-scale applies to Gemma 3" -- --model "$T/good" --output "$OUT" --fp16-scale 0.5
 expect 1 "--split-rotate applies to Gemma 3" -- --model "$T/good" --output "$OUT" --split-rotate
-"$MKMODEL" --arch gemma3_text --out "$T/gemma" >/dev/null
-expect 1 "Gemma 3 conversion" -- --model "$T/gemma" --output "$OUT"
-grep -q "not implemented yet" "$T/stderr" || fail "gemma error should say not implemented yet"
-expect 1 "--fp16-scale auto: Gemma 3 FP16 residual scaling is not implemented yet" -- --model "$T/gemma" \
-    --output "$OUT" --fp16-scale auto
-expect 1 "--split-rotate: Gemma 3 rotate functions are not implemented yet" -- --model "$T/gemma" --output "$OUT" \
-    --split-rotate
+expect 2 "--fp16-scale wants 'auto' or a number in (0, 1], got '1.5'" -- --model "$T/good" --output "$OUT" \
+    --fp16-scale 1.5
+# Gemma 3 (sliding window 16): a batch that does not divide the window when the context exceeds it; the
+# split of rotate functions that do not exist; a config without global layers
+"$MKMODEL" --arch gemma3_text --out "$T/gemma" --sliding-window 16 --layers 3 >/dev/null
+expect 1 "--batch 6 does not divide the sliding window 16" -- --model "$T/gemma" --output "$OUT" --context 64 --batch 6
+grep -qF "use a --batch that divides 16, e.g. --batch 4" "$T/stderr" || fail "the window error should suggest a batch"
+expect 1 "--batch 32 does not divide the sliding window 16" -- --model "$T/gemma" --output "$OUT" --context 64 \
+    --batch 32
+expect 1 "--split-rotate: --context 16 does not exceed the sliding window 16" -- --model "$T/gemma" --output "$OUT" \
+    --context 16 --batch 8 --split-rotate
+variant_g() { rm -rf "$T/$1" && cp -r "$T/gemma" "$T/$1"; }
+variant_g allsliding && sed -i 's/"full_attention"/"sliding_attention"/g' "$T/allsliding/config.json"
+expect 1 "needs at least one layer of each type" -- --model "$T/allsliding" --output "$OUT" --context 64 --batch 8
 
 # the output folder
 touch "$T/afile"

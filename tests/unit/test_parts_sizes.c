@@ -42,6 +42,17 @@ typedef struct Model {
     PartSource src;
 } Model;
 
+static void model_open_spec(Model *m, const SynthSpec *sp, const char *name) {
+    SynthSpec s = *sp;
+    Err e = {0};
+    s.threads = 1;
+    m->dir = path_join(tmpdir, name);
+    if (synth_write(&s, m->dir, 1, NULL, &e) < 0) fail_msg("%s", e.msg);
+    if (arch_load(&m->arch, m->dir, &e) < 0) fail_msg("%s", e.msg);
+    if (ckpt_open(&m->ckpt, m->dir, &e) < 0) fail_msg("%s", e.msg);
+    m->src = (PartSource){.arch = &m->arch, .ckpt = m->ckpt, .threads = 1, .info = "test"};
+}
+
 static void model_open(Model *m, const char *type, int all_biases, int n_layers) {
     SynthSpec s;
     Err e = {0};
@@ -49,14 +60,9 @@ static void model_open(Model *m, const char *type, int all_biases, int n_layers)
     s.attention_bias = all_biases;
     s.mlp_bias = all_biases && !strcmp(type, "llama");
     s.n_layers = n_layers;
-    s.threads = 1;
     char name[64];
     snprintf(name, sizeof name, "%s%s", type, all_biases ? "_bias" : "");
-    m->dir = path_join(tmpdir, name);
-    if (synth_write(&s, m->dir, 1, NULL, &e) < 0) fail_msg("%s", e.msg);
-    if (arch_load(&m->arch, m->dir, &e) < 0) fail_msg("%s", e.msg);
-    if (ckpt_open(&m->ckpt, m->dir, &e) < 0) fail_msg("%s", e.msg);
-    m->src = (PartSource){.arch = &m->arch, .ckpt = m->ckpt, .threads = 1, .info = "test"};
+    model_open_spec(m, &s, name);
 }
 
 static void model_close(Model *m) {
@@ -112,7 +118,7 @@ static void run_model(const char *type, int biases, LutSpec lut, long ctx, long 
     CheckSpec cs = {.arch = a, .context = ctx, .batch = batch, .state_length = c.state_length, .n_chunks = n_chunks,
                     .lut_bits = lut.bits};
     Err e = {0};
-    PartReport r[2];
+    PartReport r[PLAN_FFN_FUNCTIONS];
 
     char *emb = pkg_path("emb");
     if (part_write_embeddings(&m.src, &c, &lut, emb, &r[0], &e) < 0) fail_msg("%s %s", type, e.msg);
@@ -138,7 +144,8 @@ static void run_model(const char *type, int biases, LutSpec lut, long ctx, long 
         int first, count;
         plan_chunk_layers(a->n_layers, n_chunks, ch, &first, &count);
         char *inf = pkg_path("ffn"), *pre = pkg_path("prefill"), *comb = pkg_path("combined");
-        if (part_write_ffn(&m.src, &c, &lut, ch, inf, pre, r, &e) < 0) fail_msg("%s chunk %d: %s", type, ch, e.msg);
+        const char *both[PLAN_FFN_FUNCTIONS] = {inf, pre}, *names[2] = {"infer", "prefill"};
+        if (part_write_ffn(&m.src, &c, &lut, ch, both, r, &e) < 0) fail_msg("%s chunk %d: %s", type, ch, e.msg);
         uint64_t want = plan_ffn_chunk_bytes(a, &lut, c.state_length, first, count, 1);
         assert_int_equal(weight_bin(inf), want);
         assert_int_equal(weight_bin(pre), want);
@@ -147,17 +154,18 @@ static void run_model(const char *type, int biases, LutSpec lut, long ctx, long 
         assert_int_equal(check_ffn(inf, &cs, FFN_PREFILL, ch, &e), -1);
         /* one pass for both == each alone */
         char *alone = pkg_path("alone");
-        PartReport r1[2];
-        if (part_write_ffn(&m.src, &c, &lut, ch, NULL, alone, r1, &e) < 0) fail_msg("%s", e.msg);
+        PartReport r1[PLAN_FFN_FUNCTIONS];
+        const char *only_pre[PLAN_FFN_FUNCTIONS] = {NULL, alone}, *only_inf[PLAN_FFN_FUNCTIONS] = {alone};
+        if (part_write_ffn(&m.src, &c, &lut, ch, only_pre, r1, &e) < 0) fail_msg("%s", e.msg);
         assert_true(packages_equal(alone, pre));
-        if (part_write_ffn(&m.src, &c, &lut, ch, alone, NULL, r1, &e) < 0) fail_msg("%s", e.msg);
+        if (part_write_ffn(&m.src, &c, &lut, ch, only_inf, r1, &e) < 0) fail_msg("%s", e.msg);
         assert_true(packages_equal(alone, inf));
         /* combined: each weight once; separate copies: twice */
-        if (part_combine(inf, pre, comb, 0, &r[0], &e) < 0) fail_msg("%s", e.msg);
+        if (part_combine(2, both, names, comb, 0, &r[0], &e) < 0) fail_msg("%s", e.msg);
         assert_int_equal(weight_bin(comb), want);
         assert_true(r[0].shared_bytes > 0);
         if (check_ffn(comb, &cs, FFN_COMBINED, ch, &e) < 0) fail_msg("%s", e.msg);
-        if (part_combine(inf, pre, comb, 1, &r[0], &e) < 0) fail_msg("%s", e.msg);
+        if (part_combine(2, both, names, comb, 1, &r[0], &e) < 0) fail_msg("%s", e.msg);
         assert_int_equal(weight_bin(comb), plan_ffn_chunk_bytes(a, &lut, c.state_length, first, count, 2));
         assert_int_equal(r[0].shared_bytes, 0);
         if (check_ffn(comb, &cs, FFN_COMBINED, ch, &e) < 0) fail_msg("%s", e.msg);
@@ -202,12 +210,12 @@ static void test_prefetch(void **state) {
     PartCommon c = {.context = 64, .batch = 8, .state_length = plan_state_length(a, 64), .n_chunks = 2};
     PartWeightJob *jobs = NULL;
     int n = 0, cap = 0;
-    part_jobs_embeddings(a, &l4, &jobs, &n, &cap);
+    part_jobs_embeddings(a, &l4, 0, &jobs, &n, &cap);
     part_jobs_lm_head(a, &l6, &jobs, &n, &cap);
     for (int ch = 0; ch < 2; ch++) part_jobs_ffn(a, &l6, ch, 2, &jobs, &n, &cap);
     assert_int_equal(n, 1 + 8 + 3 * 7);
     Err e = {0};
-    PartReport r[2];
+    PartReport r[PLAN_FFN_FUNCTIONS];
     const char *names[] = {"e", "h", "f0", "p0", "f1", "p1"};
     char *plain[6], *ahead[6];
     for (int i = 0; i < 6; i++) {
@@ -222,10 +230,10 @@ static void test_prefetch(void **state) {
         for (int pass = 0; pass < 2; pass++) {
             PartSource *s = pass ? &src : &m.src;
             char **out = pass ? ahead : plain;
+            const char *c0[PLAN_FFN_FUNCTIONS] = {out[2], out[3]}, *c1[PLAN_FFN_FUNCTIONS] = {out[4], out[5]};
             if (part_write_embeddings(s, &c, &l4, out[0], &r[0], &e) < 0 ||
                 part_write_lm_head(s, &c, &l6, 0, out[1], &r[0], &e) < 0 ||
-                part_write_ffn(s, &c, &l6, 0, out[2], out[3], r, &e) < 0 ||
-                part_write_ffn(s, &c, &l6, 1, out[4], out[5], r, &e) < 0)
+                part_write_ffn(s, &c, &l6, 0, c0, r, &e) < 0 || part_write_ffn(s, &c, &l6, 1, c1, r, &e) < 0)
                 fail_msg("%s", e.msg);
         }
         int hits, misses;
@@ -254,6 +262,101 @@ static void test_prefetch(void **state) {
     model_close(&m);
 }
 
+/* Gemma 3: the four single-function packages of every chunk (one pass == each alone), the
+ * combined packages (four functions, or two + two with --split-rotate; shared or separate
+ * blobs) are exactly the size plan_ffn_package_bytes computes, and the interface checks accept
+ * them and reject them under the wrong kind. types: layer types; shared: local and global RoPE
+ * with the same base (one table pair). */
+static void run_gemma(const char *type, const char *types, int shared, LutSpec lut, long ctx, long batch, int window,
+                      int n_chunks) {
+    SynthSpec sp;
+    Err e = {0};
+    if (synth_spec_init(&sp, type, &e) < 0) fail_msg("%s", e.msg);
+    snprintf(sp.layer_types, sizeof sp.layer_types, "%s", types);
+    sp.n_layers = (int)(strlen(types) + 1) / 2;
+    sp.sliding_window = window;
+    if (shared) sp.rope_local_theta = sp.rope_theta;
+    Model m;
+    model_open_spec(&m, &sp, type);
+    const Arch *a = &m.arch;
+    assert_int_equal(plan_rope_shared(a), shared);
+    PlanFfnShape shape = {.state_length = plan_state_length(a, ctx), .local_length = plan_local_length(a, ctx),
+                          .batch = batch, .rotate = plan_has_rotate(a, ctx)};
+    assert_int_equal(shape.state_length, ctx);
+    PartCommon c = {.context = ctx, .batch = batch, .state_length = shape.state_length,
+                    .local_length = shape.local_length, .n_chunks = n_chunks};
+    CheckSpec cs = {.arch = a, .context = ctx, .batch = batch, .state_length = c.state_length,
+                    .local_length = c.local_length, .n_chunks = n_chunks, .lut_bits = lut.bits};
+    PartReport r[PLAN_FFN_FUNCTIONS], rc[PLAN_FFN_FUNCTIONS];
+    int nk = shape.rotate ? 4 : 2;
+    for (int ch = 0; ch < n_chunks; ch++) {
+        int first, count;
+        plan_chunk_layers(a->n_layers, n_chunks, ch, &first, &count);
+        char *p[PLAN_FFN_FUNCTIONS] = {0}, *alone = pkg_path("g_alone"), *comb = pkg_path("g_comb");
+        const char *names[PLAN_FFN_FUNCTIONS];
+        for (int k = 0; k < nk; k++) {
+            char nm[32];
+            snprintf(nm, sizeof nm, "g_%d", k);
+            p[k] = pkg_path(nm);
+            names[k] = plan_ffn_function_name((PlanFfnKind)k);
+        }
+        if (part_write_ffn(&m.src, &c, &lut, ch, (const char *const *)p, r, &e) < 0)
+            fail_msg("%s chunk %d: %s", types, ch, e.msg);
+        for (int k = 0; k < nk; k++) {
+            assert_int_equal(weight_bin(p[k]), plan_ffn_package_bytes(a, &lut, &shape, first, count, (PlanFfnKind)k, 0));
+            if (check_ffn(p[k], &cs, (PlanFfnKind)k, ch, &e) < 0) fail_msg("%s", e.msg);
+            assert_int_equal(check_ffn(p[k], &cs, (PlanFfnKind)((k + 1) % nk), ch, &e), -1);
+            const char *one[PLAN_FFN_FUNCTIONS] = {0};
+            one[k] = alone;
+            if (part_write_ffn(&m.src, &c, &lut, ch, one, rc, &e) < 0) fail_msg("%s", e.msg);
+            assert_true(packages_equal(alone, p[k]));
+        }
+        /* the FFN_PF file: infer, [infer_rotate], prefill, [prefill_rotate] */
+        const char *order[PLAN_FFN_FUNCTIONS] = {p[0], p[2], p[1], p[3]};
+        const char *fn_order[PLAN_FFN_FUNCTIONS] = {"infer", "infer_rotate", "prefill", "prefill_rotate"};
+        if (!shape.rotate) order[1] = p[1], fn_order[1] = "prefill";
+        for (int sep = 0; sep < 2; sep++) {
+            if (part_combine(nk, order, fn_order, comb, sep, &r[0], &e) < 0) fail_msg("%s", e.msg);
+            assert_int_equal(weight_bin(comb), plan_ffn_package_bytes(a, &lut, &shape, first, count, FFN_COMBINED, sep));
+            if (check_ffn(comb, &cs, FFN_COMBINED, ch, &e) < 0) fail_msg("%s", e.msg);
+            if (!shape.rotate) continue;
+            /* --split-rotate: infer + prefill, and the _rot file */
+            shape.split_rotate = cs.split_rotate = 1;
+            assert_int_equal(check_ffn(comb, &cs, FFN_COMBINED, ch, &e), -1);
+            const char *two[2] = {p[0], p[1]}, *rot[2] = {p[2], p[3]};
+            if (part_combine(2, two, names, comb, sep, &r[0], &e) < 0) fail_msg("%s", e.msg);
+            assert_int_equal(weight_bin(comb), plan_ffn_package_bytes(a, &lut, &shape, first, count, FFN_COMBINED, sep));
+            if (check_ffn(comb, &cs, FFN_COMBINED, ch, &e) < 0) fail_msg("%s", e.msg);
+            if (part_combine(2, rot, names + 2, comb, sep, &r[0], &e) < 0) fail_msg("%s", e.msg);
+            assert_int_equal(weight_bin(comb),
+                             plan_ffn_package_bytes(a, &lut, &shape, first, count, FFN_COMBINED_ROT, sep));
+            if (check_ffn(comb, &cs, FFN_COMBINED_ROT, ch, &e) < 0) fail_msg("%s", e.msg);
+            assert_int_equal(check_ffn(comb, &cs, FFN_COMBINED, ch, &e), -1);
+            shape.split_rotate = cs.split_rotate = 0;
+        }
+        for (int k = 0; k < nk; k++) free(p[k]);
+        free(alone);
+        free(comb);
+    }
+    /* rotate kinds are refused where there is no rotation */
+    if (!shape.rotate) {
+        char *x = pkg_path("g_x");
+        const char *rot[PLAN_FFN_FUNCTIONS] = {NULL, NULL, x};
+        assert_int_equal(part_write_ffn(&m.src, &c, &lut, 0, rot, r, &e), -1);
+        free(x);
+    }
+    model_close(&m);
+}
+
+static void test_gemma3(void **state) {
+    (void)state;
+    /* chunk 2 has no global layer; the window rotates (context 64 > 16) */
+    run_gemma("gemma3_text", "s,s,f,s,s", 0, (LutSpec){0, 0}, 64, 8, 16, 2);
+    run_gemma("gemma3_text", "s,f,s,f,s,s", 1, (LutSpec){4, 8}, 32, 4, 8, 3);
+    /* multimodal wrapper; the context fits the window: no rotate functions, local cache = context */
+    run_gemma("gemma3", "f,s,s", 0, (LutSpec){6, 0}, 32, 8, 64, 2);
+}
+
 static void test_qwen2(void **state) {
     (void)state;
     run_model("qwen2", 0, (LutSpec){2, 4}, 128, 8, 2);
@@ -266,6 +369,7 @@ int main(void) {
         cmocka_unit_test(test_llama_biases),
         cmocka_unit_test(test_qwen3),
         cmocka_unit_test(test_qwen2),
+        cmocka_unit_test(test_gemma3),
         cmocka_unit_test(test_prefetch),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -63,7 +63,7 @@ static void convert(const char *model, const Arch *a, LutSpec ffn_lut, int n_chu
     PartSource src = {.arch = a, .ckpt = ck, .threads = 1, .info = "test"};
     PartCommon c = {.context = ctx, .batch = batch, .state_length = plan_state_length(a, ctx), .n_chunks = n_chunks};
     LutSpec none = {0, 0};
-    PartReport r[2];
+    PartReport r[PLAN_FFN_FUNCTIONS];
     char *p = path_join(tmpdir, "emb.mlpackage");
     check(part_write_embeddings(&src, &c, &none, p, &r[0], &e), &e);
     check(rt_open(&cv->emb, p, NULL, &e), &e);
@@ -81,8 +81,9 @@ static void convert(const char *model, const Arch *a, LutSpec ffn_lut, int n_chu
         char name[64];
         snprintf(name, sizeof name, "chunk%d.mlpackage", ch);
         p = path_join(tmpdir, name);
-        check(part_write_ffn(&src, &c, &ffn_lut, ch, pi, pp, r, &e), &e);
-        check(part_combine(pi, pp, p, 0, &r[0], &e), &e);
+        const char *paths[PLAN_FFN_FUNCTIONS] = {pi, pp, NULL, NULL}, *names[2] = {"infer", "prefill"};
+        check(part_write_ffn(&src, &c, &ffn_lut, ch, paths, r, &e), &e);
+        check(part_combine(2, paths, names, p, 0, &r[0], &e), &e);
         check(rt_open(&cv->chunk[ch], p, NULL, &e), &e);
         free(p);
     }
