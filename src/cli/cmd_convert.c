@@ -121,7 +121,7 @@ static void print_summary(const Conversion *c, const ConvertOptions *o, double s
         printf("  %-4d  %-52s  %10s  %5s  %9s", r[i].step, r[i].file, size, lut, snr);
         if (r[i].report.shared_bytes) {
             human_bytes(r[i].report.shared_bytes, size, sizeof size);
-            printf("  (%s shared by infer and prefill)", size);
+            printf("  (%s shared by its functions)", size);
         }
         printf("\n");
     }

@@ -24,8 +24,9 @@ static const char *usage_text =
     "                  (an argmax-mode LM head gives only the top entry)\n"
     "  --no-shift      stop at the end of the context instead of shifting\n"
     "  --threads N     threads for the products and OpenBLAS (default: all cores)\n"
-    "  --stats         print timing and memory figures on stderr (pool allocations after the first\n"
-    "                  two tokens and at the end, resident memory)\n"
+    "  --stats         print timing, the runs of each chunk function (infer, prefill, and for Gemma 3\n"
+    "                  beyond its window infer_rotate, prefill_rotate) and memory figures on stderr\n"
+    "                  (pool allocations after the first two tokens and at the end, resident memory)\n"
     "  -h, --help      this text\n";
 
 typedef struct Args {
@@ -147,6 +148,9 @@ static int run_generate(int argc, char **argv) {
             llm_memory(m, &end);
             fprintf(stderr, "prefill: %ld tokens in %.1f ms (%.1f t/s)\n", t->prefill_tokens, 1e3 * t->prefill_s,
                     t->prefill_s > 0 ? t->prefill_tokens / t->prefill_s : 0.0);
+            fprintf(stderr, "functions run:");
+            for (int f = 0; f < LLM_FN_COUNT; f++) fprintf(stderr, " %s %ld", llm_fn_name((LlmFn)f), t->runs[f]);
+            fprintf(stderr, "\n");
             fprintf(stderr, "decode: %ld steps in %.1f ms (%.1f t/s)\n", t->steps, 1e3 * t->step_s,
                     t->step_s > 0 ? t->steps / t->step_s : 0.0);
             fprintf(stderr, "context shifts: %d\n", res.n_shifts);

@@ -344,7 +344,8 @@ int verify_dequantized_checkpoint(const Llm *m, const char *model_dir, const cha
             if (!strcmp(ck->tensors[i]->name, arch.lm_head_name)) at = i;
         if (at < n && snr_db(lm, data[at], V * H) > 10) {
             if (arch.tied) {   /* the packages' LM head differs from their embeddings: untie */
-                specs[n] = (StWriteSpec){.name = "lm_head.weight", .dtype = ST_F32, .ndim = 2, .shape = {V, H}};
+                specs[n] = (StWriteSpec){.name = arch.multimodal ? "language_model.lm_head.weight" : "lm_head.weight",
+                                         .dtype = ST_F32, .ndim = 2, .shape = {V, H}};
                 data[n] = lm;
                 untie = 1;
             } else {

@@ -91,8 +91,10 @@ int verify_prompt_ids(const char *tokenizer_dir, const char *model_dir, const ch
  * values: a reference loaded from it has exactly the packages' weights, so verify against it
  * measures the conversion alone, without the quantization loss. Package tensors are matched by
  * name (the checkpoint name with '.' -> '_'; the LM head splits lm_head_split_{i}_weight are
- * stacked into lm_head.weight, and a tied model is written untied when its LM head differs
- * from its embeddings) and must be close to the original (SNR > 10 dB) to be used. *n_replaced
+ * stacked into lm_head.weight (language_model.lm_head.weight for the gemma3 wrapper), and a tied
+ * model is written untied when its LM head differs from its embeddings) and must be close to the
+ * original (SNR > 10 dB) to be used. Gemma's embedding table is stored scaled (embed_scale, the
+ * --fp16-scale alpha), so a LUT on it (--lut1) is not substituted. *n_replaced
  * counts the tensors replaced. */
 int verify_dequantized_checkpoint(const Llm *m, const char *model_dir, const char *out_dir, int *n_replaced, Err *e);
 
