@@ -44,4 +44,10 @@ int cli_parse_double(const char *s, double *out);
 /* Parses "1,2,3" into a new array (caller frees *out). */
 int cli_parse_int_list(const char *s, int **out, int *n);
 
+/* Option values checked and stored in one call: on a bad value they print the usage error
+ * ("<opt> wants an integer lo..hi, got '<v>'") and return CLI_USAGE, else 0. */
+int cli_opt_int(const char *cmd, const char *opt, const char *v, long lo, long hi, long *out);
+/* "1,2,3" into *ids (an earlier list in *ids is freed first; caller frees). */
+int cli_opt_ids(const char *cmd, const char *opt, const char *v, int **ids, int *n);
+
 #endif

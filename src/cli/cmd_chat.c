@@ -65,8 +65,8 @@ static int parse_args(int argc, char **argv, Args *a) {
             else if (!strcmp(o, "--system")) a->system = v;
             else if (!strcmp(o, "--tokenizer")) a->tokenizer = v;
             else if (!strcmp(o, "--max-tokens")) {
-                if (cli_parse_int(v, &a->max_tokens) < 0 || a->max_tokens < 1 || a->max_tokens > 1000000)
-                    return cli_usage_error("chat", "--max-tokens wants an integer 1..1000000, got '%s'", v);
+                int rc = cli_opt_int("chat", o, v, 1, 1000000, &a->max_tokens);
+                if (rc) return rc;
             } else if (!strcmp(o, "--temperature")) {
                 if (cli_parse_double(v, &a->temperature) < 0 || a->temperature < 0 || a->temperature > 100)
                     return cli_usage_error("chat", "--temperature wants a number 0..100, got '%s'", v);
@@ -77,8 +77,8 @@ static int parse_args(int argc, char **argv, Args *a) {
                 if (cli_parse_int(v, &a->top_k) < 0 || a->top_k < 0)
                     return cli_usage_error("chat", "--top-k wants an integer >= 0, got '%s'", v);
             } else if (!strcmp(o, "--threads")) {
-                if (cli_parse_int(v, &a->threads) < 0 || a->threads < 1 || a->threads > 1024)
-                    return cli_usage_error("chat", "--threads wants an integer 1..1024, got '%s'", v);
+                int rc = cli_opt_int("chat", o, v, 1, 1024, &a->threads);
+                if (rc) return rc;
             } else if (cli_parse_int(v, &a->seed) < 0) {
                 return cli_usage_error("chat", "--seed wants an integer, got '%s'", v);
             }

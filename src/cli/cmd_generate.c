@@ -45,19 +45,15 @@ static int parse_args(int argc, char **argv, Args *a) {
         if (!strcmp(o, "--json")) a->json = 1;
         else if (!strcmp(o, "--no-shift")) a->no_shift = 1;
         else if (!strcmp(o, "--stats")) a->stats = 1;
-        else if (!strcmp(o, "--threads")) {
-            if (i + 1 >= argc || cli_parse_int(argv[++i], &a->threads) < 0 || a->threads < 1 || a->threads > 1024)
-                return cli_usage_error("generate", "--threads wants an integer 1..1024");
-        } else if (!strcmp(o, "--meta") || !strcmp(o, "--tokens") || !strcmp(o, "--max-new")) {
+        else if (!strcmp(o, "--meta") || !strcmp(o, "--tokens") || !strcmp(o, "--max-new") || !strcmp(o, "--threads")) {
             if (i + 1 >= argc) return cli_usage_error("generate", "%s needs a value", o);
             const char *v = argv[++i];
+            int rc = 0;
             if (!strcmp(o, "--meta")) a->meta = v;
-            else if (!strcmp(o, "--tokens")) {
-                free(a->tokens);
-                if (cli_parse_int_list(v, &a->tokens, &a->n_tokens) < 0)
-                    return cli_usage_error("generate", "--tokens wants comma-separated integers, got '%s'", v);
-            } else if (cli_parse_int(v, &a->max_new) < 0 || a->max_new < 0 || a->max_new > 1000000)
-                return cli_usage_error("generate", "--max-new wants an integer 0..1000000, got '%s'", v);
+            else if (!strcmp(o, "--tokens")) rc = cli_opt_ids("generate", o, v, &a->tokens, &a->n_tokens);
+            else if (!strcmp(o, "--threads")) rc = cli_opt_int("generate", o, v, 1, 1024, &a->threads);
+            else rc = cli_opt_int("generate", o, v, 0, 1000000, &a->max_new);
+            if (rc) return rc;
         } else {
             return cli_usage_error("generate", "unknown option '%s'", o);
         }

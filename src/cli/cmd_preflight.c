@@ -67,14 +67,11 @@ static int parse_args(int argc, char **argv, Args *a) {
         else if (!strcmp(o, "--prompt")) a->prompt = v;
         else if (!strcmp(o, "--fp16-scale")) a->scale_text = v;
         else if (!strcmp(o, "--tokens")) {
-            free(a->tokens);
-            a->tokens = NULL;
-            if (cli_parse_int_list(v, &a->tokens, &a->n_tokens) < 0 || a->n_tokens < 1)
-                return cli_usage_error("preflight", "--tokens wants comma-separated integers, got '%s'", v);
-        } else if (cli_parse_int(v, &a->max_tokens) < 0 || a->max_tokens < 1 ||
-                   a->max_tokens > PREFLIGHT_MAX_TOKENS_LIMIT) {
-            return cli_usage_error("preflight", "--max-tokens wants an integer 1..%d, got '%s'",
-                                   PREFLIGHT_MAX_TOKENS_LIMIT, v);
+            int rc = cli_opt_ids("preflight", o, v, &a->tokens, &a->n_tokens);
+            if (rc) return rc;
+        } else {
+            int rc = cli_opt_int("preflight", o, v, 1, PREFLIGHT_MAX_TOKENS_LIMIT, &a->max_tokens);
+            if (rc) return rc;
         }
     }
     if (!a->model) return cli_usage_error("preflight", "--model is required");

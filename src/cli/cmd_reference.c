@@ -40,13 +40,11 @@ static int parse_args(int argc, char **argv, Args *a) {
         else if (!strcmp(o, "--model") || !strcmp(o, "--tokens") || !strcmp(o, "--max-new")) {
             if (!has_value) return cli_usage_error("reference", "%s needs a value", o);
             const char *v = argv[++i];
+            int rc = 0;
             if (!strcmp(o, "--model")) a->model = v;
-            else if (!strcmp(o, "--tokens")) {
-                free(a->tokens);
-                if (cli_parse_int_list(v, &a->tokens, &a->n_tokens) < 0)
-                    return cli_usage_error("reference", "--tokens wants comma-separated integers, got '%s'", v);
-            } else if (cli_parse_int(v, &a->max_new) < 0 || a->max_new < 0 || a->max_new > 1000000)
-                return cli_usage_error("reference", "--max-new wants an integer 0..1000000, got '%s'", v);
+            else if (!strcmp(o, "--tokens")) rc = cli_opt_ids("reference", o, v, &a->tokens, &a->n_tokens);
+            else rc = cli_opt_int("reference", o, v, 0, 1000000, &a->max_new);
+            if (rc) return rc;
         } else {
             return cli_usage_error("reference", "unknown option '%s'", o);
         }

@@ -77,17 +77,10 @@ static int parse_args(int argc, char **argv, Args *a) {
         if (!strcmp(o, "--meta")) a->meta = v;
         else if (!strcmp(o, "--model")) a->model = v;
         else if (!strcmp(o, "--prompt")) a->prompt = v;
-        else if (!strcmp(o, "--tokens")) {
-            free(a->tokens);
-            if (cli_parse_int_list(v, &a->tokens, &a->n_tokens) < 0)
-                return cli_usage_error("verify", "--tokens wants comma-separated integers, got '%s'", v);
-        } else if (!strcmp(o, "--max-new")) {
-            if (cli_parse_int(v, &a->max_new) < 0 || a->max_new < 1 || a->max_new > 100000)
-                return cli_usage_error("verify", "--max-new wants an integer 1..100000, got '%s'", v);
-        } else if (!strcmp(o, "--threads")) {
-            if (cli_parse_int(v, &a->threads) < 0 || a->threads < 1 || a->threads > 1024)
-                return cli_usage_error("verify", "--threads wants an integer 1..1024, got '%s'", v);
-        } else if (!strcmp(o, "--min-agreement")) rc = parse_frac(o, v, 0, 1, &a->th.min_agreement);
+        else if (!strcmp(o, "--tokens")) rc = cli_opt_ids("verify", o, v, &a->tokens, &a->n_tokens);
+        else if (!strcmp(o, "--max-new")) rc = cli_opt_int("verify", o, v, 1, 100000, &a->max_new);
+        else if (!strcmp(o, "--threads")) rc = cli_opt_int("verify", o, v, 1, 1024, &a->threads);
+        else if (!strcmp(o, "--min-agreement")) rc = parse_frac(o, v, 0, 1, &a->th.min_agreement);
         else if (!strcmp(o, "--min-cosine")) rc = parse_frac(o, v, -1, 1, &a->th.min_cosine);
         else rc = parse_frac(o, v, 0, 1e9, &a->th.max_kl);
         if (rc) return rc;

@@ -81,6 +81,17 @@ int cli_parse_double(const char *s, double *out) {
     return 0;
 }
 
+int cli_opt_int(const char *cmd, const char *opt, const char *v, long lo, long hi, long *out) {
+    if (cli_parse_int(v, out) == 0 && *out >= lo && *out <= hi) return 0;
+    return cli_usage_error(cmd, "%s wants an integer %ld..%ld, got '%s'", opt, lo, hi, v);
+}
+
+int cli_opt_ids(const char *cmd, const char *opt, const char *v, int **ids, int *n) {
+    free(*ids);
+    if (cli_parse_int_list(v, ids, n) == 0) return 0;
+    return cli_usage_error(cmd, "%s wants comma-separated integers, got '%s'", opt, v);
+}
+
 int cli_parse_int_list(const char *s, int **out, int *n) {
     *out = NULL;
     *n = 0;

@@ -5,25 +5,22 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/killpoint.h"
 #include "common/util.h"
 #include "model/preflight.h"
 #include "parts/check.h"
+#include "parts/compile.h"
 #include "parts/convert.h"
 #include "parts/meta.h"
 #include "parts/plan.h"
-
-extern char **environ;
 
 struct Conversion {
     ConvertOptions o;
@@ -660,61 +657,24 @@ static int step_combine(Conversion *c, Err *e) {
     return 0;
 }
 
-/* 1 if `prog` is an executable on PATH. */
-static int on_path(const char *prog) {
-    const char *path = getenv("PATH");
-    if (!path) return 0;
-    char *copy = xstrdup(path);
-    int found = 0;
-    for (char *dir = strtok(copy, ":"); dir && !found; dir = strtok(NULL, ":")) {
-        char *p = path_join(*dir ? dir : ".", prog);
-        found = access(p, X_OK) == 0;
-        free(p);
-    }
-    free(copy);
-    return found;
-}
-
-/* xcrun coremlcompiler compile <pkg> <tmp>, then <tmp>/<name>.mlmodelc -> <out>/<name>.mlmodelc. */
+/* <name>.mlpackage in the output folder -> <name>.mlmodelc beside it. */
 static int compile_one(Conversion *c, const char *name, Err *e) {
     char *pkg = out_path(c, name, ".mlpackage");
-    char *tmp = xasprintf("%s/.compile.%s.%ld", c->o.output_dir, name, (long)getpid());
-    char *built = xasprintf("%s/%s.mlmodelc", tmp, name);
-    char *dest = out_path(c, name, ".mlmodelc");
-    int rc = mkdir_p(tmp, e);
-    if (rc == 0) {
-        char *argv[] = {"xcrun", "coremlcompiler", "compile", pkg, tmp, NULL};
-        pid_t pid;
-        int status = 0;
-        int err = posix_spawnp(&pid, "xcrun", NULL, NULL, argv, environ);
-        if (err) rc = err_set(e, "cannot run xcrun: %s", strerror(err));
-        else if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-            rc = err_set(e, "xcrun coremlcompiler compile %s failed (status %d)", pkg, status);
-        else if (!path_is_dir(built))
-            rc = err_set(e, "xcrun coremlcompiler did not write %s", built);
-        if (rc == 0) {
-            killpoint("compiled into the scratch folder", built);
-            remove_tree(dest);
-            if (rename(built, dest) < 0) rc = err_errno(e, "cannot move %s to %s", built, dest);
-            else killpoint("compiled model renamed into place", dest);
-        }
-    }
-    remove_tree(tmp);
+    char *dest;
+    int rc = part_compile(pkg, c->o.output_dir, &dest, e);
     if (rc == 0) {
         PartReport r = {.total_bytes = part_disk_bytes(dest)};
         char file[300];
         snprintf(file, sizeof file, "%s.mlmodelc", name);
         add_result(c, 6, file, &r, 0, 0, 0, 0, 0);
+        free(dest);
     }
     free(pkg);
-    free(tmp);
-    free(built);
-    free(dest);
     return rc;
 }
 
 static int step_compile(Conversion *c, Err *e) {
-    if (!on_path("xcrun")) {
+    if (!part_compiler_available()) {
         say(c, CONVERT_NOTE, "compiling to .mlmodelc needs macOS (xcrun coremlcompiler), which this machine does not "
                              "have: skipped. Core ML compiles .mlpackage files on first load (chat.py falls back to "
                              "them); run --only 6 on a Mac to precompile");
