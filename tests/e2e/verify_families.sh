@@ -9,6 +9,7 @@
 #    prompt longer than the prefill batch): the same tokens, top-5 logits equal up to fp16;
 #  - LUT6 g8: the default thresholds pass and the loss shows (cosine < 1); against a reference
 #    holding the packages' own dequantized weights (--dequantized) cosine >= 0.999 everywhere;
+#    on models with trained-like statistics, cosine >= 0.999 against the original weights;
 #  - argmax LM head: the same greedy tokens as the logits LM head, across context shifts;
 #  - a threshold that cannot hold makes verify exit 1.
 set -euo pipefail
@@ -68,6 +69,24 @@ out=$("$ANEMLL" verify --meta "$T/llama_lut6/meta.yaml" --model "$T/llama" --tok
     fail "LUT6 against its dequantized weights: $out"
 grep -q "dequantized weights (29 LUT tensors)" "$T/dq.err" || fail "dequantized tensors: $(cat "$T/dq.err")"
 echo "llama LUT6 vs its dequantized weights: cosine min $(json "d['cosine_min']" <<<"$out")"
+
+# LUT6 g8 against the original weights on models with statistics closer to trained ones (layer
+# weights std 0.01, so each layer adds a small update to the residual stream; q/k std 0.1, so
+# attention is not razor-sharp): cosine >= 0.999 at every position, the same token wherever the
+# reference is decisive. (On the default random models above, with sharp attention and large
+# updates, the same optimal 6-bit LUTs give a mean cosine near 0.98: the loss is the model's
+# sensitivity, not the conversion, as the --dequantized check shows.)
+for arch in llama qwen2 qwen3; do
+    "$MKMODEL" --arch "$arch" --out "$T/${arch}_smooth" --layers 4 --std 0.01 --qk-std 0.1 --vocab 640 >/dev/null
+    "$ANEMLL" convert --model "$T/${arch}_smooth" --output "$T/${arch}_smooth_lut6" --chunk 2 --threads 1 \
+        --context 64 --batch 16 --lut2 6,8 --lut3 6,8 >"$T/${arch}_smooth_lut6.log" 2>&1 ||
+        fail "convert ${arch}_smooth_lut6: $(tail -20 "$T/${arch}_smooth_lut6.log")"
+    out=$("$ANEMLL" verify --meta "$T/${arch}_smooth_lut6/meta.yaml" --model "$T/${arch}_smooth" --tokens "$PROMPT" \
+        --max-new 32 --min-cosine 0.999 --json) || fail "$arch LUT6 g8 verify failed: $out"
+    [ "$(json "d['cosine_min'] >= 0.999 and d['agree_decisive'] == d['decisive'] >= 24" <<<"$out")" = True ] ||
+        fail "$arch LUT6 g8 figures: $out"
+    echo "$arch LUT6 g8 (std 0.01, q/k std 0.1): agreement $(json "d['agree_decisive']" <<<"$out")/$(json "d['decisive']" <<<"$out") decisive, cosine mean $(json "d['cosine_mean']" <<<"$out") min $(json "d['cosine_min']" <<<"$out")"
+done
 
 # a threshold that cannot hold: exit status 1 and a FAIL line
 set +e
