@@ -5,69 +5,46 @@
  * compare what we write with what coremltools writes, and for debugging. */
 #include <protobuf-c/protobuf-c.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/strbuf.h"
 #include "common/util.h"
 #include "coreml/internal.h"
 
-typedef struct Buf {
-    char *s;
-    size_t len, cap;
-} Buf;
-
-static void put(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(Buf *b, const char *fmt, ...) {
-    va_list ap;
-    for (;;) {
-        size_t room = b->cap - b->len;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->s ? b->s + b->len : NULL, room, fmt, ap);
-        va_end(ap);
-        AN_ASSERT(n >= 0);
-        if ((size_t)n < room) {
-            b->len += (size_t)n;
-            return;
-        }
-        b->cap = (b->cap + (size_t)n + 1) * 2;
-        b->s = xrealloc(b->s, b->cap);
-    }
-}
-
-static void put_escaped(Buf *b, const uint8_t *s, size_t n) {
-    put(b, "\"");
+static void put_escaped(StrBuf *b, const uint8_t *s, size_t n) {
+    strbuf_printf(b, "\"");
     for (size_t i = 0; i < n; i++) {
         uint8_t c = s[i];
         switch (c) {
-        case '\n': put(b, "\\n"); break;
-        case '\r': put(b, "\\r"); break;
-        case '\t': put(b, "\\t"); break;
-        case '"': put(b, "\\\""); break;
-        case '\'': put(b, "\\'"); break;
-        case '\\': put(b, "\\\\"); break;
+        case '\n': strbuf_printf(b, "\\n"); break;
+        case '\r': strbuf_printf(b, "\\r"); break;
+        case '\t': strbuf_printf(b, "\\t"); break;
+        case '"': strbuf_printf(b, "\\\""); break;
+        case '\'': strbuf_printf(b, "\\'"); break;
+        case '\\': strbuf_printf(b, "\\\\"); break;
         default:
             if (c < 0x20 || c >= 0x7f)
-                put(b, "\\%03o", c);
+                strbuf_printf(b, "\\%03o", c);
             else
-                put(b, "%c", c);
+                strbuf_printf(b, "%c", c);
         }
     }
-    put(b, "\"");
+    strbuf_printf(b, "\"");
 }
 
 /* Shortest decimal that reads back as the same float, spelled like Python's repr. */
-static void put_real(Buf *b, double v, int is_float) {
-    if (isnan(v)) { put(b, "nan"); return; }
-    if (isinf(v)) { put(b, v < 0 ? "-inf" : "inf"); return; }
+static void put_real(StrBuf *b, double v, int is_float) {
+    if (isnan(v)) { strbuf_printf(b, "nan"); return; }
+    if (isinf(v)) { strbuf_printf(b, v < 0 ? "-inf" : "inf"); return; }
     char s[64];
     for (int p = 1; p <= 17; p++) {
         snprintf(s, sizeof s, "%.*g", p, v);
         if (is_float ? (float)strtod(s, NULL) == (float)v : strtod(s, NULL) == v) break;
     }
     if (!strpbrk(s, ".en")) strcat(s, ".0");
-    put(b, "%s", s);
+    strbuf_printf(b, "%s", s);
 }
 
 static size_t elem_size(const ProtobufCFieldDescriptor *f) {
@@ -105,36 +82,36 @@ static int is_default(const ProtobufCFieldDescriptor *f, const void *p) {
     }
 }
 
-static void put_message(Buf *b, const ProtobufCMessage *m, int indent);
+static void put_message(StrBuf *b, const ProtobufCMessage *m, int indent);
 
-static void put_field(Buf *b, const ProtobufCFieldDescriptor *f, const void *p, int indent) {
-    put(b, "%*s%s", indent, "", f->name);
+static void put_field(StrBuf *b, const ProtobufCFieldDescriptor *f, const void *p, int indent) {
+    strbuf_printf(b, "%*s%s", indent, "", f->name);
     if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
-        put(b, " {\n");
+        strbuf_printf(b, " {\n");
         put_message(b, *(ProtobufCMessage *const *)p, indent + 2);
-        put(b, "%*s}\n", indent, "");
+        strbuf_printf(b, "%*s}\n", indent, "");
         return;
     }
-    put(b, ": ");
+    strbuf_printf(b, ": ");
     switch (f->type) {
     case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
-        put(b, "%d", *(const int32_t *)p); break;
+        strbuf_printf(b, "%d", *(const int32_t *)p); break;
     case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32:
-        put(b, "%u", *(const uint32_t *)p); break;
+        strbuf_printf(b, "%u", *(const uint32_t *)p); break;
     case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
-        put(b, "%lld", (long long)*(const int64_t *)p); break;
+        strbuf_printf(b, "%lld", (long long)*(const int64_t *)p); break;
     case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
-        put(b, "%llu", (unsigned long long)*(const uint64_t *)p); break;
+        strbuf_printf(b, "%llu", (unsigned long long)*(const uint64_t *)p); break;
     case PROTOBUF_C_TYPE_FLOAT: put_real(b, *(const float *)p, 1); break;
     case PROTOBUF_C_TYPE_DOUBLE: put_real(b, *(const double *)p, 0); break;
-    case PROTOBUF_C_TYPE_BOOL: put(b, *(const protobuf_c_boolean *)p ? "true" : "false"); break;
+    case PROTOBUF_C_TYPE_BOOL: strbuf_printf(b, *(const protobuf_c_boolean *)p ? "true" : "false"); break;
     case PROTOBUF_C_TYPE_ENUM: {
         int v = *(const int *)p;
         const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(f->descriptor, v);
         if (ev)
-            put(b, "%s", ev->name);
+            strbuf_printf(b, "%s", ev->name);
         else
-            put(b, "%d", v);
+            strbuf_printf(b, "%d", v);
         break;
     }
     case PROTOBUF_C_TYPE_STRING: {
@@ -149,7 +126,7 @@ static void put_field(Buf *b, const ProtobufCFieldDescriptor *f, const void *p, 
     }
     default: break;
     }
-    put(b, "\n");
+    strbuf_printf(b, "\n");
 }
 
 /* Map fields are spelled as repeated XxxEntry {key = 1; value = 2;} messages in our schema;
@@ -170,7 +147,7 @@ static int cmp_entries(const void *a, const void *b) {
     return strcmp(entry_key(*(ProtobufCMessage *const *)a), entry_key(*(ProtobufCMessage *const *)b));
 }
 
-static void put_message(Buf *b, const ProtobufCMessage *m, int indent) {
+static void put_message(StrBuf *b, const ProtobufCMessage *m, int indent) {
     const ProtobufCMessageDescriptor *d = m->descriptor;
     const char *base = (const char *)m;
     for (unsigned i = 0; i < d->n_fields; i++) {
@@ -197,8 +174,7 @@ static void put_message(Buf *b, const ProtobufCMessage *m, int indent) {
 }
 
 char *cml_proto_text(const ProtobufCMessage *m) {
-    Buf b = {0};
-    put(&b, "%s", "");
+    StrBuf b = {0};
     put_message(&b, m, 0);
-    return b.s;
+    return strbuf_take(&b);
 }
