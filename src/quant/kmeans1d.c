@@ -11,18 +11,19 @@
  * each layer be filled by divide and conquer.
  *
  * The exact solver fills every (c, j). The fast one restricts boundary c to a window
- * of candidate positions, coarse to fine:
- *  - level 0: the values cut into about FAST_BINS_PER_CLUSTER*k bins of equal
- *    "companded measure" (bins_by_measure) and the DP over all bin edges;
+ * of candidate positions, coarse to fine (the plan is under "tuning"):
+ *  - level 0: the values cut into a few bins per cluster of equal "companded measure"
+ *    (bins_by_measure) and the DP over the bin edges, boundary c within a window around
+ *    where the measure says it should be (or over every edge);
  *  - each finer level subdivides the bins (nested, so the previous answer is always
  *    a candidate) and lets boundary c move within +-window bins of the previous
- *    level around where it settled; the first refinement has a window of several
- *    clusters so the number of clusters given to each region can still change;
- *  - the last level is the values themselves.
+ *    level around where it settled; the last of these has a window of 1.5-2 clusters
+ *    so the number of clusters given to each region can still change;
+ *  - then, unless a level already was the values themselves, weighted Lloyd iterations
+ *    on the values and a banded DP over the values in narrow windows.
  * Whenever a boundary settles on the edge of its window (and the window could have
  * gone further), the windows are re-centred and the level solved again, so each
- * level's answer is optimal against every move within its windows and the SSE never
- * increases from one level to the next.
+ * level's answer is optimal against every move within its windows.
  */
 #include "quant/kmeans1d.h"
 
@@ -35,30 +36,36 @@
 
 /* ==== tuning ================================================================ */
 
-/* Level 0 has FAST_BINS_PER_CLUSTER bins per cluster. Each refinement has bins
- * `refine` times finer (measure threshold / refine^3) and lets boundary c move
- * `window` bins of the previous level either way; the last entry repeats until the
- * bins are single values. The two wide first windows (+-3 clusters at 1/8 of a
- * cluster, then +-1.5 clusters at 1/16) let the number of clusters in a region change
- * by a few: narrower ones, or 1 bin per cluster at level 0, left 1-4% of groups
- * 0.1-1.5% above the optimum. Chosen on the synthetic weights of
- * tests/unit/quant_synth.h (t5 with outliers, normal, Laplace, uniform, bimodal;
- * groups of 8 x 384 and 8 x 2048) against the exact DP: 0 of 450 groups at 6 bits
- * above 0.1%, worst 0.03%; bench/bench_quant.c reports it on every run. */
-#define FAST_BINS_PER_CLUSTER 2
-#define FAST_MAX_LEVELS 12
+/* The fast solver's plan: level 0 has `bins_per_cluster` bins per cluster and boundary c
+ * starts in a window of +-level0_half bins around its guessed bin (level0_guess; 0: every
+ * bin, the plain DP over the bins); each of the `levels` refinements has bins `refine`
+ * times finer (measure threshold / refine^3) and lets boundary c move `window` bins of the
+ * previous level either way. Then, unless a level already was the values themselves,
+ * weighted Lloyd iterations on the values and a last banded DP over the values with
+ * windows of +-POLISH_HALF values (Lloyd alone stalls where moving one boundary by one
+ * value does not pay; the banded DP moves runs of boundaries together).
+ * The last coarse level must let boundaries move 1.5-2 clusters either way at 12-16 bins
+ * per cluster: only there is the number of clusters each region of the values gets
+ * settled (narrower windows left 1-7% of groups 0.1-0.5% above the optimum; Lloyd and the
+ * polish cannot move a cluster from one region to another).
+ * Chosen on the synthetic weights of tests/unit/quant_synth.h (t5 with outliers, normal,
+ * Laplace, uniform, bimodal; fp16 and bf16-rounded; groups of 8 x 512 to 8 x 8192)
+ * against the exact DP: at 2-6 bits 1 of 720 groups 0.15% above the optimum, every other
+ * within 0.04%, at 1.3-2x the speed of the previous 4-level schedule; bench/bench_quant.c
+ * reports it on every run. 8-bit LUTs keep that schedule's first two levels. */
+typedef struct {
+    int bins_per_cluster, level0_half, levels;
+    struct {
+        int refine, window;
+    } level[2];
+    int widen_to_values; /* the first refinement is already the values: double its window */
+} FastPlan;
+static const FastPlan plan_upto_64 = {4, 8, 1, {{4, 8}}, 0}; /* up to 6-bit LUTs */
+static const FastPlan plan_wide = {2, 0, 2, {{4, 6}, {2, 12}}, 1}; /* 8-bit LUTs: k > 64 */
+#define FAST_MAX_LEVELS 3
 #define FAST_MAX_ROUNDS 16 /* re-centring rounds per level; only bounds odd inputs */
-static const struct {
-    int refine, window;
-} fast_schedule[] = {{4, 6}, {2, 12}, {4, 3}, {4, 2}};
-#define FAST_SCHEDULE_LEN ((int)(sizeof fast_schedule / sizeof fast_schedule[0]))
-
-static inline int sched_refine(int t) {
-    return fast_schedule[t < FAST_SCHEDULE_LEN ? t : FAST_SCHEDULE_LEN - 1].refine;
-}
-static inline int sched_window(int t) {
-    return fast_schedule[t < FAST_SCHEDULE_LEN ? t : FAST_SCHEDULE_LEN - 1].window;
-}
+#define POLISH_HALF 4
+#define LLOYD_MAX_ITER 100
 
 /* ==== scratch =============================================================== */
 
@@ -84,6 +91,10 @@ struct Km1dWork {
     size_t cap_arg;
     Level level[FAST_MAX_LEVELS];
     size_t *lo, *hi, *sel, *off; /* fast DP: (k+1) per-boundary window, choice, offset */
+    size_t *part, *next_part;    /* Lloyd: (k+1) partitions */
+    double *mean, *next_mean;    /* Lloyd: (k) cluster means */
+    double *unit;                /* level 0 guess: (bins) */
+    size_t cap_unit;
     size_t cap_k;
     double *D; /* fast DP: per (boundary, candidate) best cost and back-pointer */
     uint32_t *back;
@@ -101,6 +112,7 @@ void kmeans1d_work_free(Km1dWork *wk) {
     free(wk->pw), free(wk->ps1), free(wk->ps2), free(wk->dp_a), free(wk->dp_b), free(wk->arg);
     for (int t = 0; t < FAST_MAX_LEVELS; t++) level_free(&wk->level[t]);
     free(wk->lo), free(wk->hi), free(wk->sel), free(wk->off), free(wk->D), free(wk->back);
+    free(wk->part), free(wk->next_part), free(wk->mean), free(wk->next_mean), free(wk->unit);
     free(wk);
 }
 
@@ -133,7 +145,17 @@ static void work_reserve_fast(Km1dWork *wk, int k) {
     wk->hi = xrealloc(wk->hi, cap * sizeof(size_t));
     wk->sel = xrealloc(wk->sel, cap * sizeof(size_t));
     wk->off = xrealloc(wk->off, (cap + 1) * sizeof(size_t));
+    wk->part = xrealloc(wk->part, cap * sizeof(size_t));
+    wk->next_part = xrealloc(wk->next_part, cap * sizeof(size_t));
+    wk->mean = xrealloc(wk->mean, cap * sizeof(double));
+    wk->next_mean = xrealloc(wk->next_mean, cap * sizeof(double));
     wk->cap_k = cap;
+}
+
+static void work_reserve_units(Km1dWork *wk, size_t m) {
+    if (wk->cap_unit >= m) return;
+    wk->cap_unit = m + m / 2;
+    wk->unit = xrealloc(wk->unit, wk->cap_unit * sizeof(double));
 }
 
 static void work_reserve_cells(Km1dWork *wk, size_t cells) {
@@ -415,6 +437,7 @@ static size_t argmin_split(const double *pw, const double *ps1, const double *ps
     return bi;
 }
 
+
 /* Boundary c may sit on edges [lo[c], hi[c]] of level lv. off[c] is where its cells
  * start in wk->D / wk->back. */
 typedef struct {
@@ -506,44 +529,151 @@ static void band_settle(Km1dWork *wk, const Level *lv, int k) {
     }
 }
 
+/* The partition's SSE and cluster means (over the shifted values). */
+static double partition_means(const Prefix *p, int k, const size_t *s, double *mean) {
+    double sse = 0;
+    for (int c = 0; c < k; c++) {
+        mean[c] = (p->s1[s[c + 1]] - p->s1[s[c]]) / (p->w[s[c + 1]] - p->w[s[c]]);
+        sse += seg_cost(p, s[c], s[c + 1]);
+    }
+    return sse;
+}
+
+/* Weighted Lloyd iterations on the values from the partition wk->part[0..k]: each boundary
+ * moves to the first value above the midpoint of its neighbouring means (values move a
+ * few places per round, so walking beats bisecting), then the means follow. Stops when no
+ * boundary moves or the SSE stops falling (keeping the better partition). */
+static void lloyd(const double *x, const Prefix *p, int k, Km1dWork *wk) {
+    size_t n = p->m, *s = wk->part, *ns = wk->next_part;
+    double sse = partition_means(p, k, s, wk->mean);
+    for (int it = 0; it < LLOYD_MAX_ITER; it++) {
+        const double *mean = wk->mean;
+        ns[0] = 0, ns[k] = n;
+        for (int c = 1; c < k; c++) {
+            double mid = p->shift + 0.5 * (mean[c - 1] + mean[c]);
+            size_t i = s[c];
+            while (i < n && x[i] <= mid) i++;
+            while (i > 0 && x[i - 1] > mid) i--;
+            ns[c] = i;
+        }
+        /* keep every cluster non-empty */
+        for (int c = 1; c < k; c++)
+            if (ns[c] <= ns[c - 1]) ns[c] = ns[c - 1] + 1;
+        for (int c = k - 1; c >= 1; c--)
+            if (ns[c] >= ns[c + 1]) ns[c] = ns[c + 1] - 1;
+        if (!memcmp(s, ns, sizeof *s * (size_t)(k + 1))) break;
+        double nsse = partition_means(p, k, ns, wk->next_mean);
+        if (!(nsse < sse)) break;
+        sse = nsse;
+        size_t *ts = s;
+        s = ns, ns = ts;
+        double *tm = wk->mean;
+        wk->mean = wk->next_mean, wk->next_mean = tm;
+    }
+    if (s != wk->part) memcpy(wk->part, s, sizeof *s * (size_t)(k + 1));
+}
+
+/* Refines level t into level t+1 (T: its measure threshold, 0 = the values), moving each
+ * boundary's choice and +-half window (in level t's bins) to the finer level. */
+static void refine_level(const double *x, const Prefix *pv, Km1dWork *wk, int k, int t, double T, size_t half) {
+    Level *lv = wk->level;
+    memset(lv[t].need, 0, lv[t].m);
+    for (int c = 1; c < k; c++) {
+        size_t a = wk->sel[c] > half ? wk->sel[c] - half : 0;
+        size_t b = wk->sel[c] + half < lv[t].m ? wk->sel[c] + half : lv[t].m - 1;
+        memset(lv[t].need + a, 1, b - a + 1);
+    }
+    level_refine(x, pv, &lv[t], T, &lv[t + 1]);
+    for (int c = 1; c < k; c++) {
+        size_t a = wk->sel[c] > half ? wk->sel[c] - half : 0;
+        size_t b = wk->sel[c] + half < lv[t].m ? wk->sel[c] + half : lv[t].m;
+        wk->sel[c] = lv[t].up[wk->sel[c]];
+        wk->lo[c] = lv[t].up[a], wk->hi[c] = lv[t].up[b];
+        size_t lim_lo = (size_t)c, lim_hi = lv[t + 1].m - (size_t)(k - c);
+        if (wk->lo[c] < lim_lo) wk->lo[c] = lim_lo;
+        if (wk->hi[c] > lim_hi) wk->hi[c] = lim_hi;
+    }
+}
+
+/* Cube root for the guess below: a power-of-two estimate refined by Newton steps, in basic
+ * IEEE arithmetic only, so the guess (and through it the LUTs) is the same on every
+ * platform (libm's cbrt may differ in the last place). About 5 significant digits; y > 0. */
+static double rough_cbrt(double y) {
+    int e;
+    double m = frexp(y, &e); /* y = m 2^e, m in [0.5, 1) */
+    int q = e >= 0 ? e / 3 : -((-e + 2) / 3), r = e - 3 * q; /* e = 3q + r, r in 0..2 */
+    double x = ldexp(0.8 + 0.2 * m, q) * (r == 0 ? 1 : r == 1 ? 1.259921 : 1.587401);
+    for (int i = 0; i < 3; i++) x -= (x * x * x - y) / (3 * x * x);
+    return x;
+}
+
+/* Where boundary c probably sits among level 0's bins (edge indices into wk->sel): a bin of
+ * extent b (to the next bin) and weight m holds about (b^2 m / T)^(1/3) bins' worth of
+ * cluster (the asymptotic k-means density, which made the bins: ~1 for regular bins), an
+ * isolated value more, but at most a whole cluster; the boundaries go at equal steps of
+ * that measure. Evenly spread guesses (c*m/k) missed by several clusters where outliers
+ * sit alone in bins. */
+static void level0_guess(const double *x, const Level *lv, double T, int k, int bins_per_cluster, Km1dWork *wk) {
+    size_t m = lv->m;
+    work_reserve_units(wk, m);
+    double *unit = wk->unit, total = 0;
+    for (size_t e = 0; e < m; e++) {
+        size_t a = lv->pos[e], b = lv->pos[e + 1];
+        double ext = (e + 1 < m ? x[b] : x[b - 1]) - x[a], mass = lv->pw[e + 1] - lv->pw[e];
+        double v = ext * ext * mass / T, u = v > 0 ? rough_cbrt(v) : 0;
+        if (u > bins_per_cluster) u = bins_per_cluster;
+        if (u < 0.25) u = 0.25;
+        unit[e] = u;
+        total += u;
+    }
+    double step = total / k, acc = 0;
+    int c = 1;
+    for (size_t e = 0; e < m && c < k; e++) {
+        acc += unit[e];
+        while (c < k && acc >= step * c) wk->sel[c++] = e + 1;
+    }
+    for (; c < k; c++) wk->sel[c] = m - (size_t)(k - c);
+}
+
 static void fast_segment(const double *x, const Prefix *pv, int k, size_t *start, Km1dWork *wk) {
+    const FastPlan *plan = k <= 64 ? &plan_upto_64 : &plan_wide;
     size_t n = pv->m;
     Level *lv = wk->level;
-    double T = level0_build(x, pv, (size_t)FAST_BINS_PER_CLUSTER * (size_t)k, k, &lv[0]);
-    for (int c = 1; c < k; c++) wk->lo[c] = (size_t)c, wk->hi[c] = lv[0].m - (size_t)(k - c);
-    band_settle(wk, &lv[0], k); /* full windows: the plain DP over the bins */
+    double T = level0_build(x, pv, (size_t)plan->bins_per_cluster * (size_t)k, k, &lv[0]);
+    if (plan->level0_half > 0) level0_guess(x, &lv[0], T, k, plan->bins_per_cluster, wk);
+    for (int c = 1; c < k; c++) {
+        if (plan->level0_half > 0)
+            window_around(wk, c, k, lv[0].m, wk->sel[c], (size_t)plan->level0_half);
+        else
+            wk->lo[c] = (size_t)c, wk->hi[c] = lv[0].m - (size_t)(k - c);
+    }
+    band_settle(wk, &lv[0], k);
 
     double items_per_bin = (double)n / (double)lv[0].m;
     int t = 0;
-    while (T > 0) {
-        double r = sched_refine(t);
-        size_t half = (size_t)sched_window(t);
+    for (; T > 0 && t < plan->levels; t++) {
+        double r = plan->level[t].refine;
+        size_t half = (size_t)plan->level[t].window;
         items_per_bin /= r;
-        T = (items_per_bin < 2 || t + 2 >= FAST_MAX_LEVELS) ? 0 : T / (r * r * r);
+        T = items_per_bin < 2 ? 0 : T / (r * r * r);
         /* Few values per cluster (8-bit LUTs of small groups): the values come right
          * after level 0, so this one window must also do the second's job. */
-        if (T == 0 && t == 0) half *= 2;
-        memset(lv[t].need, 0, lv[t].m);
-        for (int c = 1; c < k; c++) {
-            size_t a = wk->sel[c] > half ? wk->sel[c] - half : 0;
-            size_t b = wk->sel[c] + half < lv[t].m ? wk->sel[c] + half : lv[t].m - 1;
-            memset(lv[t].need + a, 1, b - a + 1);
-        }
-        level_refine(x, pv, &lv[t], T, &lv[t + 1]);
-        for (int c = 1; c < k; c++) {
-            size_t a = wk->sel[c] > half ? wk->sel[c] - half : 0;
-            size_t b = wk->sel[c] + half < lv[t].m ? wk->sel[c] + half : lv[t].m;
-            wk->sel[c] = lv[t].up[wk->sel[c]];
-            wk->lo[c] = lv[t].up[a], wk->hi[c] = lv[t].up[b];
-            size_t lim_lo = (size_t)c, lim_hi = lv[t + 1].m - (size_t)(k - c);
-            if (wk->lo[c] < lim_lo) wk->lo[c] = lim_lo;
-            if (wk->hi[c] > lim_hi) wk->hi[c] = lim_hi;
-        }
-        t++;
-        band_settle(wk, &lv[t], k);
+        if (T == 0 && t == 0 && plan->widen_to_values) half *= 2;
+        refine_level(x, pv, wk, k, t, T, half);
+        band_settle(wk, &lv[t + 1], k);
     }
-    /* the last level is the values: its edges are value indices */
     start[0] = 0, start[k] = n;
+    if (T == 0) { /* the last level was the values: its edges are value indices */
+        for (int c = 1; c < k; c++) start[c] = wk->sel[c];
+        return;
+    }
+    size_t *s = wk->part;
+    s[0] = 0, s[k] = n;
+    for (int c = 1; c < k; c++) s[c] = lv[t].pos[wk->sel[c]];
+    lloyd(x, pv, k, wk);
+    Level values = {.pw = pv->w, .ps1 = pv->s1, .ps2 = pv->s2, .m = n};
+    for (int c = 1; c < k; c++) window_around(wk, c, k, n, wk->part[c], POLISH_HALF);
+    band_settle(wk, &values, k);
     for (int c = 1; c < k; c++) start[c] = wk->sel[c];
 }
 
