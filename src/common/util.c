@@ -237,26 +237,66 @@ long peak_rss_kb(void) {
 
 /* A word-at-a-time multiply-xorshift hash; ~several GB/s, good enough to
  * bucket blobs before a byte compare. */
+#define HASH64_K 0x9E3779B97F4A7C15ull
+
+static inline uint64_t hash64_word(uint64_t h, uint64_t w) {
+    w *= HASH64_K;
+    w ^= w >> 29;
+    h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+    return h ^ (h >> 31);
+}
+
+static inline uint64_t hash64_tail(uint64_t h, const unsigned char *p, size_t len) {
+    uint64_t tail = 0;
+    memcpy(&tail, p, len);
+    h = (h ^ (tail * HASH64_K)) * 0x94D049BB133111EBull;
+    return h ^ (h >> 32);
+}
+
 uint64_t hash64(const void *data, size_t len, uint64_t seed) {
-    const uint64_t k = 0x9E3779B97F4A7C15ull;
     const unsigned char *p = data;
-    uint64_t h = seed ^ (len * k);
+    uint64_t h = seed ^ (len * HASH64_K);
     while (len >= 8) {
         uint64_t w;
         memcpy(&w, p, 8);
-        w *= k;
-        w ^= w >> 29;
-        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
-        h ^= h >> 31;
+        h = hash64_word(h, w);
         p += 8;
         len -= 8;
     }
-    uint64_t tail = 0;
-    memcpy(&tail, p, len);
-    h = (h ^ (tail * k)) * 0x94D049BB133111EBull;
-    h ^= h >> 32;
-    return h;
+    return hash64_tail(h, p, len);
 }
+
+void hash64_begin(Hash64Stream *s, size_t len, uint64_t seed) {
+    s->h = seed ^ (len * HASH64_K);
+    s->n_part = 0;
+}
+
+void hash64_update(Hash64Stream *s, const void *data, size_t n) {
+    const unsigned char *p = data;
+    if (s->n_part) { /* complete the pending word first */
+        size_t take = 8 - s->n_part < n ? 8 - s->n_part : n;
+        memcpy(s->part + s->n_part, p, take);
+        s->n_part += take;
+        p += take;
+        n -= take;
+        if (s->n_part < 8) return;
+        uint64_t w;
+        memcpy(&w, s->part, 8);
+        s->h = hash64_word(s->h, w);
+        s->n_part = 0;
+    }
+    uint64_t h = s->h;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = hash64_word(h, w);
+    }
+    s->h = h;
+    memcpy(s->part, p, n);
+    s->n_part = n;
+}
+
+uint64_t hash64_end(Hash64Stream *s) { return hash64_tail(s->h, s->part, s->n_part); }
 
 int mul_size(size_t a, size_t b, size_t *out) {
     if (b && a > SIZE_MAX / b) return -1;

@@ -47,6 +47,17 @@ long peak_rss_kb(void);                 /* VmHWM of this process, or -1 */
 /* 64-bit content hash (not cryptographic; equal hashes are confirmed by memcmp). */
 uint64_t hash64(const void *data, size_t len, uint64_t seed);
 
+/* hash64 of data that arrives in pieces: begin with the total length, update with the
+ * pieces in order (any sizes), end gives hash64 of their concatenation. */
+typedef struct Hash64Stream {
+    uint64_t h;
+    unsigned char part[8]; /* bytes of an incomplete word */
+    size_t n_part;
+} Hash64Stream;
+void hash64_begin(Hash64Stream *s, size_t len, uint64_t seed);
+void hash64_update(Hash64Stream *s, const void *data, size_t n);
+uint64_t hash64_end(Hash64Stream *s);
+
 /* Checked size arithmetic: return -1 on overflow. */
 int mul_size(size_t a, size_t b, size_t *out);
 int add_size(size_t a, size_t b, size_t *out);
