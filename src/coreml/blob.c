@@ -78,6 +78,12 @@ struct BlobWriter {
     uint64_t digest[2];
     uint64_t reused_bytes;
     int no_dedup;        /* blob_writer_set_dedup(w, 0) */
+    struct {             /* the blob being streamed (blob_writer_begin .. end) */
+        int active;
+        uint32_t code;
+        uint64_t numel, nbytes, written, meta, start;
+        Hash64Stream hash;
+    } st;
 };
 
 static int write_all(BlobWriter *w, const void *data, uint64_t n, Err *e) {
@@ -136,6 +142,21 @@ void blob_writer_free(BlobWriter *w) {
     free(w);
 }
 
+/* Reads exactly n bytes at off (0, or -1 with errno set). */
+static int pread_full(int fd, void *buf, size_t n, uint64_t off) {
+    uint8_t *p = buf;
+    while (n) {
+        ssize_t k = pread(fd, p, n, (off_t)off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            if (k == 0) errno = EIO;
+            return -1;
+        }
+        p += k, off += (uint64_t)k, n -= (size_t)k;
+    }
+    return 0;
+}
+
 /* Compares n bytes at file offset off with data. */
 static int file_equals(BlobWriter *w, uint64_t off, const void *data, uint64_t n, int *equal, Err *e) {
     enum { CHUNK = 1 << 20 };
@@ -159,6 +180,26 @@ static int file_equals(BlobWriter *w, uint64_t off, const void *data, uint64_t n
     return 0;
 }
 
+/* Compares n bytes at file offsets a and b. */
+static int file_ranges_equal(BlobWriter *w, uint64_t a, uint64_t b, uint64_t n, int *equal, Err *e) {
+    enum { CHUNK = 1 << 20 };
+    uint8_t *buf = xmalloc(2 * (size_t)(n < CHUNK ? n + 1 : CHUNK));
+    uint8_t *pa = buf, *pb = buf + (n < CHUNK ? n + 1 : CHUNK);
+    int rc = 0;
+    *equal = 1;
+    while (n && *equal) {
+        size_t want = n < CHUNK ? (size_t)n : CHUNK;
+        if (pread_full(w->fd, pa, want, a) < 0 || pread_full(w->fd, pb, want, b) < 0) {
+            rc = err_errno(e, "cannot read back %s", w->path);
+            break;
+        }
+        if (memcmp(pa, pb, want)) *equal = 0;
+        a += want, b += want, n -= want;
+    }
+    free(buf);
+    return rc;
+}
+
 static void rehash(BlobWriter *w) {
     free(w->buckets);
     w->n_buckets *= 2;
@@ -171,44 +212,63 @@ static void rehash(BlobWriter *w) {
     }
 }
 
-int blob_writer_add(BlobWriter *w, MilDType dt, uint64_t numel, const void *data, uint64_t *offset, int *reused,
-                    Err *e) {
-    uint32_t code = blob_dtype_code(dt);
-    uint64_t nbytes;
-    if (reused) *reused = 0;
-    if (!code) return err_set(e, "%s: dtype %s cannot be stored in a weight blob", w->path, mil_dtype_name(dt));
-    if (mil_packed_size(dt, numel, &nbytes) < 0) return err_set(e, "%s: blob of %llu elements is too large", w->path, (unsigned long long)numel);
-    if (nbytes && !data) return err_set(e, "%s: blob data is NULL", w->path);
+uint64_t blob_content_hash(MilDType dt, const void *data, uint64_t nbytes) {
+    return hash64(data ? data : "", (size_t)nbytes, blob_dtype_code(dt));
+}
+
+/* Checks an add or begin: the dtype can be stored, the size is representable. */
+static int check_blob(BlobWriter *w, MilDType dt, uint64_t numel, uint32_t *code, uint64_t *nbytes, Err *e) {
+    *code = blob_dtype_code(dt);
+    if (!*code) return err_set(e, "%s: dtype %s cannot be stored in a weight blob", w->path, mil_dtype_name(dt));
+    if (mil_packed_size(dt, numel, nbytes) < 0)
+        return err_set(e, "%s: blob of %llu elements is too large", w->path, (unsigned long long)numel);
     if (w->count == UINT32_MAX) return err_set(e, "%s: too many blobs", w->path);
-    uint64_t h = hash64(data ? data : "", (size_t)nbytes, code);
-    int bucket = (int)(h & (uint64_t)(w->n_buckets - 1));
-    for (int i = w->no_dedup ? -1 : w->buckets[bucket]; i >= 0; i = w->entries[i].next) {
+    if (w->st.active) return err_set(e, "%s: a streamed blob is still open", w->path);
+    return 0;
+}
+
+/* An earlier blob with the same hash, dtype and count whose bytes equal `nbytes` bytes (in
+ * memory at data, or when data is NULL in this file at data_offset): its entry index, -1 if
+ * none, -2 on a read error. */
+static int find_equal(BlobWriter *w, uint64_t h, uint32_t code, uint64_t numel, uint64_t nbytes, const void *data,
+                      uint64_t data_offset, Err *e) {
+    if (w->no_dedup) return -1;
+    for (int i = w->buckets[h & (uint64_t)(w->n_buckets - 1)]; i >= 0; i = w->entries[i].next) {
         Entry *en = &w->entries[i];
         if (en->hash != h || en->numel != numel || en->code != code) continue;
         int equal;
-        if (file_equals(w, en->data_offset, data, nbytes, &equal, e) < 0) return -1;
-        if (!equal) continue;
-        *offset = en->offset;
-        if (reused) *reused = 1;
-        w->reused_bytes += nbytes;
-        return 0;
+        int rc = data ? file_equals(w, en->data_offset, data, nbytes, &equal, e)
+                      : file_ranges_equal(w, en->data_offset, data_offset, nbytes, &equal, e);
+        if (rc < 0) return -2;
+        if (equal) return i;
     }
-    /* a new blob: zero fill, metadata record, data */
-    uint64_t meta = align_up(w->size);
+    return -1;
+}
+
+/* Zero fill to the next 64-byte boundary and the metadata record of a new blob; *meta: its
+ * offset. */
+static int write_record(BlobWriter *w, uint32_t code, uint64_t nbytes, uint64_t padding_bits, uint64_t *meta,
+                        Err *e) {
     static const uint8_t zeros[BLOB_ALIGNMENT];
-    if (meta > w->size && write_all(w, zeros, meta - w->size, e) < 0) return -1;
+    *meta = align_up(w->size);
+    if (*meta > w->size && write_all(w, zeros, *meta - w->size, e) < 0) return -1;
     uint8_t rec[BLOB_METADATA_SIZE] = {0};
     put_u32(rec, BLOB_SENTINEL);
     put_u32(rec + 4, code);
     put_u64(rec + 8, nbytes);
-    put_u64(rec + 16, meta + BLOB_METADATA_SIZE);
-    put_u64(rec + 24, padding_bits_for(dt, numel));
-    if (write_all(w, rec, sizeof rec, e) < 0 || write_all(w, data, nbytes, e) < 0) return -1;
+    put_u64(rec + 16, *meta + BLOB_METADATA_SIZE);
+    put_u64(rec + 24, padding_bits);
+    return write_all(w, rec, sizeof rec, e);
+}
+
+/* Records a blob just written at metadata offset meta (hash table and digest). */
+static void register_blob(BlobWriter *w, uint64_t h, uint32_t code, uint64_t numel, uint64_t nbytes, uint64_t meta) {
     w->count++;
     if (w->n_entries == w->cap_entries) {
         w->cap_entries = w->cap_entries ? w->cap_entries * 2 : 256;
         w->entries = xrealloc(w->entries, sizeof *w->entries * (size_t)w->cap_entries);
     }
+    int bucket = (int)(h & (uint64_t)(w->n_buckets - 1));
     Entry *en = &w->entries[w->n_entries];
     en->hash = h;
     en->numel = numel;
@@ -222,12 +282,95 @@ int blob_writer_add(BlobWriter *w, MilDType dt, uint64_t numel, const void *data
     uint64_t rec_digest[3] = {code, numel, h};
     w->digest[0] = hash64(rec_digest, sizeof rec_digest, w->digest[0]);
     w->digest[1] = hash64(rec_digest, sizeof rec_digest, w->digest[1] ^ 0x9E3779B97F4A7C15ull);
+}
+
+int blob_writer_add_hashed(BlobWriter *w, MilDType dt, uint64_t numel, const void *data, uint64_t h,
+                           uint64_t *offset, int *reused, Err *e) {
+    uint32_t code;
+    uint64_t nbytes;
+    if (reused) *reused = 0;
+    if (check_blob(w, dt, numel, &code, &nbytes, e) < 0) return -1;
+    if (nbytes && !data) return err_set(e, "%s: blob data is NULL", w->path);
+    int same = find_equal(w, h, code, numel, nbytes, data ? data : "", 0, e);
+    if (same == -2) return -1;
+    if (same >= 0) {
+        *offset = w->entries[same].offset;
+        if (reused) *reused = 1;
+        w->reused_bytes += nbytes;
+        return 0;
+    }
+    uint64_t meta;
+    if (write_record(w, code, nbytes, padding_bits_for(dt, numel), &meta, e) < 0 ||
+        write_all(w, data, nbytes, e) < 0)
+        return -1;
+    register_blob(w, h, code, numel, nbytes, meta);
+    *offset = meta;
+    killpoint("blob written", w->path);
+    return 0;
+}
+
+int blob_writer_add(BlobWriter *w, MilDType dt, uint64_t numel, const void *data, uint64_t *offset, int *reused,
+                    Err *e) {
+    uint64_t nbytes;
+    if (mil_packed_size(dt, numel, &nbytes) < 0 || !blob_dtype_code(dt) || (nbytes && !data))
+        return blob_writer_add_hashed(w, dt, numel, data, 0, offset, reused, e); /* reports the error */
+    return blob_writer_add_hashed(w, dt, numel, data, blob_content_hash(dt, data, nbytes), offset, reused, e);
+}
+
+int blob_writer_begin(BlobWriter *w, MilDType dt, uint64_t numel, Err *e) {
+    uint32_t code;
+    uint64_t nbytes, meta, start = w->size;
+    if (check_blob(w, dt, numel, &code, &nbytes, e) < 0) return -1;
+    if (write_record(w, code, nbytes, padding_bits_for(dt, numel), &meta, e) < 0) return -1;
+    w->st.active = 1;
+    w->st.code = code;
+    w->st.numel = numel;
+    w->st.nbytes = nbytes;
+    w->st.written = 0;
+    w->st.meta = meta;
+    w->st.start = start;
+    hash64_begin(&w->st.hash, (size_t)nbytes, code);
+    return 0;
+}
+
+int blob_writer_append(BlobWriter *w, const void *data, size_t n, Err *e) {
+    if (!w->st.active) return err_set(e, "%s: no streamed blob is open", w->path);
+    if (n > w->st.nbytes - w->st.written)
+        return err_set(e, "%s: streamed blob gets more than its %llu bytes", w->path,
+                       (unsigned long long)w->st.nbytes);
+    if (write_all(w, data, n, e) < 0) return -1;
+    hash64_update(&w->st.hash, data, n);
+    w->st.written += n;
+    return 0;
+}
+
+int blob_writer_end(BlobWriter *w, uint64_t *offset, int *reused, Err *e) {
+    if (reused) *reused = 0;
+    if (!w->st.active) return err_set(e, "%s: no streamed blob is open", w->path);
+    w->st.active = 0;
+    uint64_t nbytes = w->st.nbytes, meta = w->st.meta, h = hash64_end(&w->st.hash);
+    if (w->st.written != nbytes)
+        return err_set(e, "%s: streamed blob got %llu of its %llu bytes", w->path,
+                       (unsigned long long)w->st.written, (unsigned long long)nbytes);
+    int same = find_equal(w, h, w->st.code, w->st.numel, nbytes, NULL, meta + BLOB_METADATA_SIZE, e);
+    if (same == -2) return -1;
+    if (same >= 0) { /* already in the file: take the copy just written back out */
+        if (ftruncate(w->fd, (off_t)w->st.start) < 0 || lseek(w->fd, (off_t)w->st.start, SEEK_SET) < 0)
+            return err_errno(e, "cannot truncate %s", w->path);
+        w->size = w->st.start;
+        *offset = w->entries[same].offset;
+        if (reused) *reused = 1;
+        w->reused_bytes += nbytes;
+        return 0;
+    }
+    register_blob(w, h, w->st.code, w->st.numel, nbytes, meta);
     *offset = meta;
     killpoint("blob written", w->path);
     return 0;
 }
 
 int blob_writer_finish(BlobWriter *w, Err *e) {
+    if (w->st.active) return err_set(e, "%s: a streamed blob was not ended", w->path);
     if (write_header(w, e) < 0) return -1;
     killpoint("weight.bin header written", w->path);
     if (fsync(w->fd) < 0 && errno != EINVAL && errno != EROFS) return err_errno(e, "cannot sync %s", w->path);

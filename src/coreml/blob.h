@@ -63,6 +63,19 @@ int blob_writer_open(BlobWriter **out, const char *path, Err *e);
  * metadata offset; *reused (may be NULL): 1 if an earlier blob was reused. */
 int blob_writer_add(BlobWriter *w, MilDType dt, uint64_t numel, const void *data, uint64_t *offset, int *reused,
                     Err *e);
+/* The content hash blob_writer_add computes for nbytes of data of dtype dt. */
+uint64_t blob_content_hash(MilDType dt, const void *data, uint64_t nbytes);
+/* blob_writer_add with that hash computed by the caller (once for several writers). */
+int blob_writer_add_hashed(BlobWriter *w, MilDType dt, uint64_t numel, const void *data, uint64_t hash,
+                           uint64_t *offset, int *reused, Err *e);
+/* A blob whose bytes arrive in pieces (never all in memory): begin writes its record,
+ * append writes the next bytes, end (after exactly mil_packed_size(dt, numel) bytes)
+ * returns its offset as blob_writer_add would -- if an identical blob was already in the
+ * file, the new copy is cut off again and the earlier offset returned. No other add may
+ * come between begin and end. */
+int blob_writer_begin(BlobWriter *w, MilDType dt, uint64_t numel, Err *e);
+int blob_writer_append(BlobWriter *w, const void *data, size_t n, Err *e);
+int blob_writer_end(BlobWriter *w, uint64_t *offset, int *reused, Err *e);
 /* Sharing of identical blobs: on by default; off makes every add write a new blob. */
 void blob_writer_set_dedup(BlobWriter *w, int on);
 /* Writes the final blob count into the header and fsyncs the file. */

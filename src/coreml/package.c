@@ -74,6 +74,8 @@ struct PkgWriter {
     char *data_dir;      /* tmp/Data/com.apple.CoreML */
     BlobWriter *blobs;
     uint64_t model_bytes;
+    MilDType stream_dt;  /* the blob being streamed */
+    uint64_t stream_numel;
 };
 
 static void writer_free(PkgWriter *w) {
@@ -134,15 +136,52 @@ int pkg_writer_open(PkgWriter **out, const char *path, Err *e) {
     return 0;
 }
 
-int pkg_writer_add_blob(PkgWriter *w, MilDType dt, uint64_t numel, const void *data, MilBlobRef *ref, Err *e) {
-    memset(ref, 0, sizeof *ref);
-    uint64_t off, nbytes;
-    if (mil_packed_size(dt, numel, &nbytes) < 0) return err_set(e, "blob of %llu elements is too large", (unsigned long long)numel);
-    if (blob_writer_add(w->blobs, dt, numel, data, &off, NULL, e) < 0) return err_wrap(e, "writing %s", w->path);
+
+/* A reference to the blob at metadata offset off of this package's weight.bin. */
+static void blob_ref(PkgWriter *w, uint64_t off, uint64_t nbytes, MilBlobRef *ref) {
     ref->file = PKG_WEIGHT_PATH;
     ref->offset = off;
     ref->nbytes = nbytes;
     ref->owner = w;
+}
+
+int pkg_writer_add_blob_hashed(PkgWriter *w, MilDType dt, uint64_t numel, const void *data, uint64_t hash,
+                               MilBlobRef *ref, Err *e) {
+    uint64_t off, nbytes;
+    memset(ref, 0, sizeof *ref);
+    if (mil_packed_size(dt, numel, &nbytes) < 0) return err_set(e, "blob of %llu elements is too large", (unsigned long long)numel);
+    if (blob_writer_add_hashed(w->blobs, dt, numel, data, hash, &off, NULL, e) < 0) return err_wrap(e, "writing %s", w->path);
+    blob_ref(w, off, nbytes, ref);
+    return 0;
+}
+
+int pkg_writer_add_blob(PkgWriter *w, MilDType dt, uint64_t numel, const void *data, MilBlobRef *ref, Err *e) {
+    uint64_t off, nbytes;
+    memset(ref, 0, sizeof *ref);
+    if (mil_packed_size(dt, numel, &nbytes) < 0) return err_set(e, "blob of %llu elements is too large", (unsigned long long)numel);
+    if (blob_writer_add(w->blobs, dt, numel, data, &off, NULL, e) < 0) return err_wrap(e, "writing %s", w->path);
+    blob_ref(w, off, nbytes, ref);
+    return 0;
+}
+
+int pkg_writer_blob_begin(PkgWriter *w, MilDType dt, uint64_t numel, Err *e) {
+    if (blob_writer_begin(w->blobs, dt, numel, e) < 0) return err_wrap(e, "writing %s", w->path);
+    w->stream_dt = dt;
+    w->stream_numel = numel;
+    return 0;
+}
+
+int pkg_writer_blob_append(PkgWriter *w, const void *data, size_t n, Err *e) {
+    if (blob_writer_append(w->blobs, data, n, e) < 0) return err_wrap(e, "writing %s", w->path);
+    return 0;
+}
+
+int pkg_writer_blob_end(PkgWriter *w, MilBlobRef *ref, Err *e) {
+    uint64_t off, nbytes = 0;
+    memset(ref, 0, sizeof *ref);
+    if (blob_writer_end(w->blobs, &off, NULL, e) < 0) return err_wrap(e, "writing %s", w->path);
+    mil_packed_size(w->stream_dt, w->stream_numel, &nbytes); /* checked by begin */
+    blob_ref(w, off, nbytes, ref);
     return 0;
 }
 

@@ -118,6 +118,16 @@ void pkg_writer_attach(PkgWriter *w, MilProgram *p);
  * values for type inference. Shared by construction: add a blob once, use the ref everywhere
  * (re-adding the same bytes also finds the first copy, at the cost of reading it back). */
 int pkg_writer_add_blob(PkgWriter *w, MilDType dt, uint64_t numel, const void *data, MilBlobRef *ref, Err *e);
+/* The same with the content hash computed by the caller (blob_content_hash in coreml/blob.h),
+ * e.g. once for a blob added to several packages. */
+int pkg_writer_add_blob_hashed(PkgWriter *w, MilDType dt, uint64_t numel, const void *data, uint64_t hash,
+                               MilBlobRef *ref, Err *e);
+/* A blob streamed in pieces (blob_writer_begin/append/end in coreml/blob.h): large weights
+ * converted block by block are written without holding them whole. No other blob may be
+ * added between begin and end. */
+int pkg_writer_blob_begin(PkgWriter *w, MilDType dt, uint64_t numel, Err *e);
+int pkg_writer_blob_append(PkgWriter *w, const void *data, size_t n, Err *e);
+int pkg_writer_blob_end(PkgWriter *w, MilBlobRef *ref, Err *e);
 /* Identical blobs are stored once unless this is turned off (then every add writes a copy). */
 void pkg_writer_set_dedup(PkgWriter *w, int on);
 /* Validates the program (mil_error, mil_program_validate), derives the description, writes

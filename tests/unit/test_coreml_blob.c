@@ -265,11 +265,104 @@ static void test_sub_byte_padding_checks(void **state) {
     free(path);
 }
 
+
+/* Writes the same blob sequence three ways into three files: whole adds, adds with the hash
+ * given, and streamed in uneven pieces. The files must be byte-identical (offsets, dedup,
+ * header count) and the digests equal. */
+static char *write_sequence(const char *name, int mode, uint64_t digest[2]) {
+    char *path = path_join(dir, name);
+    BlobWriter *w;
+    Err e;
+    assert_int_equal(blob_writer_open(&w, path, &e), 0);
+    uint8_t big[10000], small[5] = {1, 2, 3, 4, 5};
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (uint8_t)(i * 13 + 1);
+    const struct {
+        MilDType dt;
+        uint64_t numel;
+        const uint8_t *data;
+        uint64_t want; /* expected offset */
+    } seq[] = {
+        {MIL_UINT8, 10000, big, 64},       /* 64 + 64 + 10000 = 10128 -> next at 10176 */
+        {MIL_UINT8, 5, small, 10176},
+        {MIL_UINT8, 10000, big, 64},       /* a duplicate: shared */
+        {MIL_UINT6, 4, small, 10304},      /* 3 bytes of uint6 */
+        {MIL_UINT8, 5, small, 10176},
+    };
+    for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++) {
+        uint64_t nbytes, off;
+        assert_int_equal(mil_packed_size(seq[i].dt, seq[i].numel, &nbytes), 0);
+        if (mode == 0) {
+            assert_int_equal(blob_writer_add(w, seq[i].dt, seq[i].numel, seq[i].data, &off, NULL, &e), 0);
+        } else if (mode == 1) {
+            uint64_t h = blob_content_hash(seq[i].dt, seq[i].data, nbytes);
+            assert_int_equal(blob_writer_add_hashed(w, seq[i].dt, seq[i].numel, seq[i].data, h, &off, NULL, &e), 0);
+        } else {
+            assert_int_equal(blob_writer_begin(w, seq[i].dt, seq[i].numel, &e), 0);
+            for (uint64_t at = 0, piece = 1; at < nbytes; at += piece, piece = piece * 3 % 4001 + 1) {
+                if (piece > nbytes - at) piece = nbytes - at;
+                assert_int_equal(blob_writer_append(w, seq[i].data + at, (size_t)piece, &e), 0);
+            }
+            int reused = -1;
+            assert_int_equal(blob_writer_end(w, &off, &reused, &e), 0);
+            assert_int_equal(reused, i == 2 || i == 4);
+        }
+        assert_int_equal(off, seq[i].want);
+    }
+    assert_int_equal(blob_writer_count(w), 3);
+    assert_int_equal(blob_writer_reused_bytes(w), 10005);
+    blob_writer_digest(w, digest);
+    assert_int_equal(blob_writer_finish(w, &e), 0);
+    blob_writer_free(w);
+    return path;
+}
+
+static void test_streamed_and_hashed_adds(void **state) {
+    (void)state;
+    uint64_t d[3][2];
+    char *p[3] = {write_sequence("whole.bin", 0, d[0]), write_sequence("hashed.bin", 1, d[1]),
+                  write_sequence("streamed.bin", 2, d[2])};
+    size_t len[3];
+    char *f[3];
+    for (int i = 0; i < 3; i++) f[i] = read_text(p[i], &len[i]);
+    assert_int_equal(len[0], 10304 + 64 + 3);
+    for (int i = 1; i < 3; i++) {
+        assert_int_equal(len[i], len[0]);
+        assert_memory_equal(f[i], f[0], len[0]);
+        assert_true(d[i][0] == d[0][0] && d[i][1] == d[0][1]);
+    }
+    for (int i = 0; i < 3; i++) free(f[i]), free(p[i]);
+}
+
+static void test_stream_misuse(void **state) {
+    (void)state;
+    char *path = path_join(dir, "misuse.bin");
+    BlobWriter *w;
+    Err e;
+    uint8_t data[16] = {0};
+    uint64_t off;
+    assert_int_equal(blob_writer_open(&w, path, &e), 0);
+    assert_int_equal(blob_writer_append(w, data, 4, &e), -1);   /* nothing open */
+    assert_contains(e.msg, "no streamed blob");
+    assert_int_equal(blob_writer_begin(w, MIL_UINT8, 8, &e), 0);
+    assert_int_equal(blob_writer_add(w, MIL_UINT8, 4, data, &off, NULL, &e), -1);   /* add inside a stream */
+    assert_contains(e.msg, "still open");
+    assert_int_equal(blob_writer_append(w, data, 9, &e), -1);   /* more than announced */
+    assert_contains(e.msg, "more than its 8 bytes");
+    assert_int_equal(blob_writer_append(w, data, 5, &e), 0);
+    assert_int_equal(blob_writer_finish(w, &e), -1);
+    assert_contains(e.msg, "not ended");
+    assert_int_equal(blob_writer_end(w, &off, NULL, &e), -1);   /* 5 of 8 bytes */
+    assert_contains(e.msg, "got 5 of its 8 bytes");
+    blob_writer_free(w);
+    free(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_layout),    cmocka_unit_test(test_dedup),
         cmocka_unit_test(test_subbyte_padding_fields), cmocka_unit_test(test_reader_errors),
-        cmocka_unit_test(test_sub_byte_padding_checks),
+        cmocka_unit_test(test_sub_byte_padding_checks), cmocka_unit_test(test_streamed_and_hashed_adds),
+        cmocka_unit_test(test_stream_misuse),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
