@@ -4,8 +4,9 @@
  * A matrix goes through two stages: compute (read it in blocks of whole LUT groups, about
  * BLOCK_VALUES values at a time, convert to fp16, quantize and pack), then store (add the
  * blobs to every target's weight.bin and make the MIL values). Only the packed result (bits/16 of
- * the fp16 size) or, without a LUT, the fp16 tensor is held between the two. A per-tensor LUT
- * over a tensor too large to hold whole is fitted in two passes (histogram, then indices).
+ * the fp16 size) is held between the two. A per-tensor LUT over a tensor too large to hold
+ * whole is fitted in two passes (histogram, then indices). Without a LUT, the store stage
+ * reads, converts and writes the matrix block by block (store_streamed).
  *
  * The prefetcher runs the compute stage of the planned jobs in order on its own thread (whose
  * quantization uses the worker threads), so reading and quantizing the next matrix overlaps
@@ -19,12 +20,14 @@
 
 #include "common/half.h"
 #include "common/util.h"
+#include "coreml/blob.h"
 #include "parts/internal.h"
 #include "quant/fp16_tools.h"
 #include "quant/lut_pack.h"
 
 #define BLOCK_VALUES ((size_t)8 << 20)        /* values per read block (16 MB of fp16) */
 #define WHOLE_TENSOR_VALUES ((size_t)64 << 20) /* a per-tensor LUT below this is fitted in one pass */
+#define STREAM_BLOCK_VALUES ((size_t)1 << 20)  /* fp16 matrices are streamed in blocks of about this many values */
 
 const char *parts_mil_name(const char *tensor, char *buf, size_t n) {
     size_t i = 0;
@@ -52,13 +55,13 @@ static MilDType index_dtype(int bits) {
 
 /* A matrix as read (and quantized): the result of one job. */
 typedef struct WeightData {
-    uint16_t *fp16;               /* no LUT: rows x cols */
     uint8_t *packed;              /* LUT: packed indices */
     size_t packed_bytes;
     uint16_t *table;              /* LUT: (groups, 2^bits) */
     size_t groups;
     LutStats stats;
     long clamped;                 /* values beyond the fp16 range, clamped to +-65504 */
+    int streamed;                 /* no LUT: read while it is written (store_streamed) */
 } WeightData;
 
 /* Block buffers reused from one matrix to the next (fresh multi-megabyte buffers would be
@@ -85,14 +88,13 @@ static void scratch_free(Scratch *s) {
 }
 
 static void weight_data_free(WeightData *d) {
-    free(d->fp16);
     free(d->packed);
     free(d->table);
     memset(d, 0, sizeof *d);
 }
 
 static size_t weight_data_bytes(const WeightData *d, const PartWeightJob *j) {
-    if (d->fp16) return (size_t)j->rows * (size_t)j->cols * 2;
+    if (d->streamed) return 0;
     return d->packed_bytes + d->groups * ((size_t)2 << j->lut.bits);
 }
 
@@ -235,12 +237,7 @@ static int compute_matrix(const PartSource *src, const PartWeightJob *j, Scratch
         rc = j->lut.group > 0 ? quantize_grouped(t, j, src->threads, sc, d, e)
                               : quantize_per_tensor(t, j, src->threads, sc, d, e);
     } else {
-        d->fp16 = xmalloc(sizeof *d->fp16 * rows * cols);
-        size_t br = block_rows(rows, cols, 0);
-        for (size_t s = 0; s < rows && rc == 0; s += br) {
-            size_t n = rows - s < br ? rows - s : br;
-            rc = read_rows(t, (size_t)j->r0 + s, n, j->scale, d->fp16 + s * cols, &d->clamped, e);
-        }
+        d->streamed = 1;          /* read and converted block by block when it is stored */
     }
     if (rc < 0) weight_data_free(d);
     return rc;
@@ -392,11 +389,12 @@ static int obtain_matrix(const PartSource *src, const PartWeightJob *j, WeightDa
 /* A literal (inline or blob) holding data, for each target. */
 static int add_literal(WeightLoader *l, MilDType dt, int rank, const int64_t *dims, uint64_t numel, const void *data,
                        size_t nbytes, MilValue **out, Err *e) {
+    uint64_t hash = blob_content_hash(dt, data, nbytes); /* once for every target */
     for (int i = 0; i < l->n; i++) {
         MilProgram *p = l->t[i].f->prog;
         if (mil_should_use_blob(dt, (int64_t)numel, PKG_SPEC_VERSION)) {
             MilBlobRef ref;
-            if (pkg_writer_add_blob(l->t[i].w, dt, numel, data, &ref, e) < 0) return -1;
+            if (pkg_writer_add_blob_hashed(l->t[i].w, dt, numel, data, hash, &ref, e) < 0) return -1;
             out[i] = mil_literal_blob(p, dt, rank, dims, &ref);
         } else {
             out[i] = mil_literal(p, dt, rank, dims, data, nbytes);
@@ -410,11 +408,12 @@ int wl_fp16(WeightLoader *l, const uint16_t *data, int rank, const int64_t *dims
             Err *e) {
     uint64_t numel = 1;
     for (int d = 0; d < rank; d++) numel *= (uint64_t)dims[d];
+    uint64_t hash = blob_content_hash(MIL_FP16, data, numel * 2); /* once for every target */
     for (int i = 0; i < l->n; i++) {
         MilFunction *f = l->t[i].f;
         if (mil_should_use_blob(MIL_FP16, (int64_t)numel, PKG_SPEC_VERSION)) {
             MilBlobRef ref;
-            if (pkg_writer_add_blob(l->t[i].w, MIL_FP16, numel, data, &ref, e) < 0) return -1;
+            if (pkg_writer_add_blob_hashed(l->t[i].w, MIL_FP16, numel, data, hash, &ref, e) < 0) return -1;
             vals[i] = mil_const_blob(f, name, MIL_FP16, rank, dims, &ref);
         } else {
             vals[i] = mil_const(f, name, MIL_FP16, rank, dims, data, numel * 2);
@@ -483,6 +482,43 @@ static int store_lut(WeightLoader *l, const PartWeightJob *j, const WeightData *
     return 0;
 }
 
+/* An fp16 matrix read, converted and written block by block into every target: the same
+ * bytes as wl_fp16 of the whole matrix, without holding it (for the embeddings, half a
+ * gigabyte of fresh memory cost more to fault in than the conversion). */
+static int store_streamed(WeightLoader *l, const PartWeightJob *j, int rank, const int64_t *dims, const char *name,
+                          MilValue **vals, Err *e) {
+    const StTensor *t = find_tensor(l->src->ckpt, j->tensor, j->r0 + j->rows, j->cols, e);
+    if (!t) return -1;
+    size_t rows = (size_t)j->rows, cols = (size_t)j->cols, numel = rows * cols;
+    long clamped = 0;
+    int rc = 0;
+    if (!mil_should_use_blob(MIL_FP16, (int64_t)numel, PKG_SPEC_VERSION)) { /* a few values: inline */
+        uint16_t small[16];
+        AN_ASSERT(numel <= sizeof small / sizeof small[0]);
+        rc = read_rows(t, (size_t)j->r0, rows, j->scale, small, &clamped, e);
+        if (rc == 0) rc = wl_fp16(l, small, rank, dims, name, vals, e);
+        if (rc == 0) note_clamped(l, j->tensor, clamped);
+        return rc;
+    }
+    size_t br = STREAM_BLOCK_VALUES / cols ? STREAM_BLOCK_VALUES / cols : 1;
+    uint16_t *buf = xmalloc(sizeof *buf * br * cols);
+    for (int i = 0; i < l->n && rc == 0; i++) rc = pkg_writer_blob_begin(l->t[i].w, MIL_FP16, numel, e);
+    for (size_t s = 0; s < rows && rc == 0; s += br) {
+        size_t n = rows - s < br ? rows - s : br;
+        rc = read_rows(t, (size_t)j->r0 + s, n, j->scale, buf, &clamped, e);
+        for (int i = 0; i < l->n && rc == 0; i++) rc = pkg_writer_blob_append(l->t[i].w, buf, n * cols * 2, e);
+    }
+    free(buf);
+    for (int i = 0; i < l->n && rc == 0; i++) {
+        MilBlobRef ref;
+        rc = pkg_writer_blob_end(l->t[i].w, &ref, e);
+        if (rc == 0 && !(vals[i] = mil_const_blob(l->t[i].f, name, MIL_FP16, rank, dims, &ref)))
+            rc = mil_error(l->t[i].f->prog, e);
+    }
+    if (rc == 0) note_clamped(l, j->tensor, clamped);
+    return rc;
+}
+
 int wl_matrix(WeightLoader *l, const char *tensor, long r0, long rows, long cols, int rank, const int64_t *dims,
               const LutSpec *lut, const char *name, MilValue **vals, Err *e) {
     return wl_matrix_scaled(l, tensor, r0, rows, cols, 1, rank, dims, lut, name, vals, e);
@@ -496,8 +532,9 @@ int wl_matrix_scaled(WeightLoader *l, const char *tensor, long r0, long rows, lo
     strcpy(j.tensor, tensor);
     WeightData d;
     if (obtain_matrix(l->src, &j, &d, e) < 0) return -1;
+    if (d.streamed) return store_streamed(l, &j, rank, dims, name, vals, e);
     note_clamped(l, tensor, d.clamped);
-    int rc = j.lut.bits > 0 ? store_lut(l, &j, &d, rank, dims, name, vals, e) : wl_fp16(l, d.fp16, rank, dims, name, vals, e);
+    int rc = store_lut(l, &j, &d, rank, dims, name, vals, e);
     weight_data_free(&d);
     return rc;
 }
