@@ -1,4 +1,12 @@
-/* blob.c - weight.bin (blob storage v2): streaming writer with de-duplication, mapped reader. */
+/* blob.c - weight.bin (blob storage v2): streaming writer with de-duplication, mapped reader.
+ *
+ * The writer gathers bytes in an aligned stage of STAGE_BYTES and writes each full stage
+ * with O_DIRECT where the file system allows it: copying gigabytes into the page cache cost
+ * more CPU time than the quantization feeding them (about 2.5 s per GB on the benchmark
+ * machine, against almost none for direct writes). The file's last partial stage and the
+ * header go through the page cache; so does everything where O_DIRECT is refused. Reading
+ * back (de-duplication) takes bytes still in the stage from there and the rest from the file.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -66,10 +74,16 @@ typedef struct Entry {
     int next;            /* chain in the bucket, -1 = end */
 } Entry;
 
+#define STAGE_BYTES ((size_t)4 << 20) /* a multiple of DIRECT_ALIGN */
+#define DIRECT_ALIGN 4096               /* offsets, lengths and addresses of direct writes */
+
 struct BlobWriter {
-    int fd;
+    int fd;              /* through the page cache: reads, the header, the last stage */
+    int dfd;             /* the same file with O_DIRECT, or -1 */
     char *path;
-    uint64_t size;       /* bytes written so far (file length) */
+    uint64_t size;       /* bytes written so far (logical file length) */
+    uint8_t *stage;      /* (STAGE_BYTES) bytes [stage_off, size) not yet in the file */
+    uint64_t stage_off;  /* a multiple of DIRECT_ALIGN */
     uint32_t count;
     Entry *entries;
     int n_entries, cap_entries;
@@ -86,17 +100,84 @@ struct BlobWriter {
     } st;
 };
 
+/* Writes n bytes at off: directly when possible, else (or when the file system refuses a
+ * direct write) through the page cache. */
+static int pwrite_all(BlobWriter *w, const uint8_t *p, size_t n, uint64_t off, Err *e) {
+    while (n) {
+        int direct = w->dfd >= 0 && off % DIRECT_ALIGN == 0 && n % DIRECT_ALIGN == 0 &&
+                     (uintptr_t)p % DIRECT_ALIGN == 0;
+        ssize_t k = pwrite(direct ? w->dfd : w->fd, p, n, (off_t)off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0 && direct && errno == EINVAL) { /* not supported after all: the page cache from here on */
+            close(w->dfd);
+            w->dfd = -1;
+            continue;
+        }
+        if (k <= 0) {
+            if (k == 0) errno = ENOSPC;
+            return err_errno(e, "cannot write %s", w->path);
+        }
+        p += k, off += (uint64_t)k, n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* The used part of the stage into the file. */
+static int stage_flush(BlobWriter *w, Err *e) {
+    size_t n = (size_t)(w->size - w->stage_off);
+    if (pwrite_all(w, w->stage, n, w->stage_off, e) < 0) return -1;
+    w->stage_off = w->size;
+    return 0;
+}
+
 static int write_all(BlobWriter *w, const void *data, uint64_t n, Err *e) {
     const uint8_t *p = data;
     while (n) {
-        size_t chunk = n > (1u << 30) ? (1u << 30) : (size_t)n;
-        ssize_t k = write(w->fd, p, chunk);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return err_errno(e, "cannot write %s", w->path);
-        p += k;
-        n -= (uint64_t)k;
-        w->size += (uint64_t)k;
+        size_t used = (size_t)(w->size - w->stage_off), take = STAGE_BYTES - used;
+        if (take > n) take = (size_t)n;
+        memcpy(w->stage + used, p, take);
+        p += take, n -= take, w->size += take;
+        if (used + take == STAGE_BYTES && stage_flush(w, e) < 0) return -1;
     }
+    return 0;
+}
+
+/* Reads exactly n bytes at off (0, or -1 with errno set). */
+static int pread_full(int fd, void *buf, size_t n, uint64_t off) {
+    uint8_t *p = buf;
+    while (n) {
+        ssize_t k = pread(fd, p, n, (off_t)off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            if (k == 0) errno = EIO;
+            return -1;
+        }
+        p += k, off += (uint64_t)k, n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Reads back n bytes written at off (< size), from the file and the stage. */
+static int read_back(BlobWriter *w, void *buf, size_t n, uint64_t off, Err *e) {
+    uint8_t *p = buf;
+    if (off < w->stage_off) {
+        size_t from_file = w->stage_off - off < n ? (size_t)(w->stage_off - off) : n;
+        if (pread_full(w->fd, p, from_file, off) < 0) return err_errno(e, "cannot read back %s", w->path);
+        p += from_file, off += from_file, n -= from_file;
+    }
+    if (n) memcpy(p, w->stage + (off - w->stage_off), n);
+    return 0;
+}
+
+/* Forgets everything written from offset `to` on (to <= size). */
+static int cut_back(BlobWriter *w, uint64_t to, Err *e) {
+    if (to < w->stage_off) { /* part of it is in the file: the stage restarts at the block holding `to` */
+        uint64_t from = to / DIRECT_ALIGN * DIRECT_ALIGN;
+        if (pread_full(w->fd, w->stage, (size_t)(to - from), from) < 0 || ftruncate(w->fd, (off_t)from) < 0)
+            return err_errno(e, "cannot cut back %s", w->path);
+        w->stage_off = from;
+    }
+    w->size = to;
     return 0;
 }
 
@@ -117,6 +198,8 @@ int blob_writer_open(BlobWriter **out, const char *path, Err *e) {
     if (fd < 0) return err_errno(e, "cannot create %s", path);
     BlobWriter *w = xcalloc(1, sizeof *w);
     w->fd = fd;
+    w->dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC); /* -1 where unsupported (the page cache then) */
+    if (posix_memalign((void **)&w->stage, DIRECT_ALIGN, STAGE_BYTES)) w->stage = xmalloc(STAGE_BYTES);
     w->path = xstrdup(path);
     w->n_buckets = 1024;
     w->buckets = xmalloc(sizeof *w->buckets * (size_t)w->n_buckets);
@@ -136,63 +219,41 @@ int blob_writer_open(BlobWriter **out, const char *path, Err *e) {
 void blob_writer_free(BlobWriter *w) {
     if (!w) return;
     if (w->fd >= 0) close(w->fd);
+    if (w->dfd >= 0) close(w->dfd);
+    free(w->stage);
     free(w->path);
     free(w->entries);
     free(w->buckets);
     free(w);
 }
 
-/* Reads exactly n bytes at off (0, or -1 with errno set). */
-static int pread_full(int fd, void *buf, size_t n, uint64_t off) {
-    uint8_t *p = buf;
-    while (n) {
-        ssize_t k = pread(fd, p, n, (off_t)off);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) {
-            if (k == 0) errno = EIO;
-            return -1;
-        }
-        p += k, off += (uint64_t)k, n -= (size_t)k;
-    }
-    return 0;
-}
-
-/* Compares n bytes at file offset off with data. */
+/* Compares n bytes written at offset off with data. */
 static int file_equals(BlobWriter *w, uint64_t off, const void *data, uint64_t n, int *equal, Err *e) {
     enum { CHUNK = 1 << 20 };
     uint8_t *buf = xmalloc(n < CHUNK ? (size_t)n + 1 : CHUNK);
     const uint8_t *p = data;
-    *equal = 1;
-    while (n && *equal) {
-        size_t want = n < CHUNK ? (size_t)n : CHUNK;
-        ssize_t k = pread(w->fd, buf, want, (off_t)off);
-        if (k < 0 && errno == EINTR) continue;
-        if (k != (ssize_t)want) {
-            free(buf);
-            return err_errno(e, "cannot read back %s", w->path);
-        }
-        if (memcmp(buf, p, want)) *equal = 0;
-        p += want;
-        off += want;
-        n -= want;
-    }
-    free(buf);
-    return 0;
-}
-
-/* Compares n bytes at file offsets a and b. */
-static int file_ranges_equal(BlobWriter *w, uint64_t a, uint64_t b, uint64_t n, int *equal, Err *e) {
-    enum { CHUNK = 1 << 20 };
-    uint8_t *buf = xmalloc(2 * (size_t)(n < CHUNK ? n + 1 : CHUNK));
-    uint8_t *pa = buf, *pb = buf + (n < CHUNK ? n + 1 : CHUNK);
     int rc = 0;
     *equal = 1;
     while (n && *equal) {
         size_t want = n < CHUNK ? (size_t)n : CHUNK;
-        if (pread_full(w->fd, pa, want, a) < 0 || pread_full(w->fd, pb, want, b) < 0) {
-            rc = err_errno(e, "cannot read back %s", w->path);
-            break;
-        }
+        if ((rc = read_back(w, buf, want, off, e)) < 0) break;
+        if (memcmp(buf, p, want)) *equal = 0;
+        p += want, off += want, n -= want;
+    }
+    free(buf);
+    return rc;
+}
+
+/* Compares n bytes written at offsets a and b. */
+static int file_ranges_equal(BlobWriter *w, uint64_t a, uint64_t b, uint64_t n, int *equal, Err *e) {
+    enum { CHUNK = 1 << 20 };
+    size_t half = n < CHUNK ? (size_t)n + 1 : CHUNK;
+    uint8_t *buf = xmalloc(2 * half), *pa = buf, *pb = buf + half;
+    int rc = 0;
+    *equal = 1;
+    while (n && *equal) {
+        size_t want = n < CHUNK ? (size_t)n : CHUNK;
+        if ((rc = read_back(w, pa, want, a, e)) < 0 || (rc = read_back(w, pb, want, b, e)) < 0) break;
         if (memcmp(pa, pb, want)) *equal = 0;
         a += want, b += want, n -= want;
     }
@@ -355,9 +416,7 @@ int blob_writer_end(BlobWriter *w, uint64_t *offset, int *reused, Err *e) {
     int same = find_equal(w, h, w->st.code, w->st.numel, nbytes, NULL, meta + BLOB_METADATA_SIZE, e);
     if (same == -2) return -1;
     if (same >= 0) { /* already in the file: take the copy just written back out */
-        if (ftruncate(w->fd, (off_t)w->st.start) < 0 || lseek(w->fd, (off_t)w->st.start, SEEK_SET) < 0)
-            return err_errno(e, "cannot truncate %s", w->path);
-        w->size = w->st.start;
+        if (cut_back(w, w->st.start, e) < 0) return -1;
         *offset = w->entries[same].offset;
         if (reused) *reused = 1;
         w->reused_bytes += nbytes;
@@ -371,6 +430,8 @@ int blob_writer_end(BlobWriter *w, uint64_t *offset, int *reused, Err *e) {
 
 int blob_writer_finish(BlobWriter *w, Err *e) {
     if (w->st.active) return err_set(e, "%s: a streamed blob was not ended", w->path);
+    if (stage_flush(w, e) < 0) return -1;
+    if (ftruncate(w->fd, (off_t)w->size) < 0) return err_errno(e, "cannot set the length of %s", w->path);
     if (write_header(w, e) < 0) return -1;
     killpoint("weight.bin header written", w->path);
     if (fsync(w->fd) < 0 && errno != EINVAL && errno != EROFS) return err_errno(e, "cannot sync %s", w->path);

@@ -333,6 +333,74 @@ static void test_streamed_and_hashed_adds(void **state) {
     for (int i = 0; i < 3; i++) free(f[i]), free(p[i]);
 }
 
+/* Blobs of several megabytes go through the writer's 4 MB stage and its direct writes: a
+ * sequence whose duplicates are found partly in the file and partly in the stage, and a
+ * streamed duplicate cut back from beyond a flushed stage. Written whole and streamed, the
+ * files must be identical, and the reader must find every blob's bytes at its offset. */
+static char *write_large(const char *name, int streamed, uint8_t *const data[3], const uint64_t size[3]) {
+    char *path = path_join(dir, name);
+    BlobWriter *w;
+    Err e;
+    assert_int_equal(blob_writer_open(&w, path, &e), 0);
+    const int seq[] = {0, 1, 1, 2, 0, 1};
+    const int reused_want[] = {0, 0, 1, 0, 1, 1};
+    uint64_t first[3] = {0}, off;
+    for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++) {
+        int b = seq[i], reused = -1;
+        if (!streamed) {
+            assert_int_equal(blob_writer_add(w, MIL_UINT8, size[b], data[b], &off, &reused, &e), 0);
+        } else {
+            assert_int_equal(blob_writer_begin(w, MIL_UINT8, size[b], &e), 0);
+            for (uint64_t at = 0, piece = 777777; at < size[b]; at += piece) {
+                if (piece > size[b] - at) piece = size[b] - at;
+                assert_int_equal(blob_writer_append(w, data[b] + at, (size_t)piece, &e), 0);
+            }
+            assert_int_equal(blob_writer_end(w, &off, &reused, &e), 0);
+        }
+        assert_int_equal(reused, reused_want[i]);
+        if (!reused) first[b] = off;
+        assert_int_equal(off, first[b]);
+    }
+    assert_int_equal(blob_writer_count(w), 3);
+    assert_int_equal(blob_writer_finish(w, &e), 0);
+    blob_writer_free(w);
+    /* the layout: 64-byte header, then each blob's record and data, 64-aligned */
+    uint64_t at = 64;
+    for (int b = 0; b < 3; b++) {
+        assert_int_equal(first[b], at);
+        at = (at + 64 + size[b] + 63) / 64 * 64;
+    }
+    BlobFile *f;
+    assert_int_equal(blob_file_open(&f, path, &e), 0);
+    assert_int_equal(blob_file_size(f), first[2] + 64 + size[2]);
+    for (int b = 0; b < 3; b++) {
+        BlobInfo info;
+        assert_int_equal(blob_file_get(f, first[b], &info, &e), 0);
+        assert_int_equal(info.nbytes, size[b]);
+        assert_memory_equal(info.data, data[b], size[b]);
+    }
+    blob_file_close(f);
+    return path;
+}
+
+static void test_large_blobs_through_the_stage(void **state) {
+    (void)state;
+    const uint64_t size[3] = {3000001, 5000000, 4097};
+    uint8_t *data[3];
+    for (int b = 0; b < 3; b++) {
+        data[b] = malloc(size[b]);
+        uint32_t x = 12345u + (uint32_t)b;
+        for (uint64_t i = 0; i < size[b]; i++) x = x * 1103515245u + 12345u, data[b][i] = (uint8_t)(x >> 24);
+    }
+    char *p[2] = {write_large("large_whole.bin", 0, data, size), write_large("large_streamed.bin", 1, data, size)};
+    size_t len[2];
+    char *f[2] = {read_text(p[0], &len[0]), read_text(p[1], &len[1])};
+    assert_int_equal(len[0], len[1]);
+    assert_memory_equal(f[0], f[1], len[0]);
+    for (int i = 0; i < 2; i++) free(f[i]), free(p[i]);
+    for (int b = 0; b < 3; b++) free(data[b]);
+}
+
 static void test_stream_misuse(void **state) {
     (void)state;
     char *path = path_join(dir, "misuse.bin");
@@ -362,7 +430,7 @@ int main(void) {
         cmocka_unit_test(test_golden_layout),    cmocka_unit_test(test_dedup),
         cmocka_unit_test(test_subbyte_padding_fields), cmocka_unit_test(test_reader_errors),
         cmocka_unit_test(test_sub_byte_padding_checks), cmocka_unit_test(test_streamed_and_hashed_adds),
-        cmocka_unit_test(test_stream_misuse),
+        cmocka_unit_test(test_stream_misuse), cmocka_unit_test(test_large_blobs_through_the_stage),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
