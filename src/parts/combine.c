@@ -7,9 +7,16 @@
  * the new weight.bin, where the writer stores identical bytes once. All functions were built
  * from the same quantized weights, so each weight ends up in the file once and is shared
  * (ANEMLL needs a separate dedup pass for this; here it holds by construction).
+ *
+ * Steps 3 and 4 write the packages in one pass, so a blob of a later function usually sits
+ * at the same offset of its weight.bin as the equal blob of the first: it is compared with
+ * the blobs already copied from that offset and shares the equal one's copy, which is what
+ * the writer's own search would find (a blob is stored once) without hashing it and reading
+ * the copy back from the new file.
  */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -18,11 +25,24 @@
 #include "mil/ops.h"
 #include "parts/internal.h"
 
+/* A blob as copied: where it was in its source and where it went. */
+typedef struct CopiedBlob {
+    uint64_t src_offset, numel;
+    MilDType dt;
+    const void *data; /* in its source package's mapping */
+    MilBlobRef ref;
+} CopiedBlob;
+
 typedef struct Copier {
     PkgWriter *w;
     MilProgram *dst;
     MilFunction *f;
     const char *src_path;
+    int record;              /* note each blob added in `copied` */
+    int match;               /* look for each blob in `copied` first */
+    CopiedBlob *copied;
+    int n_copied, cap_copied, last_match;
+    uint64_t matched_bytes;  /* bytes shared that way */
 } Copier;
 
 /* Drops the pages of a copied blob from this process's view of the source weight.bin: the
@@ -36,6 +56,34 @@ static void release_pages(const void *data, uint64_t n) {
     madvise((void *)begin, end - begin, MADV_DONTNEED);
 }
 
+static void note_copied(Copier *c, MilDType dt, uint64_t numel, const MilConst *src, const MilBlobRef *ref) {
+    if (c->n_copied == c->cap_copied) {
+        c->cap_copied = c->cap_copied ? 2 * c->cap_copied : 256;
+        c->copied = xrealloc(c->copied, sizeof *c->copied * (size_t)c->cap_copied);
+    }
+    c->copied[c->n_copied++] = (CopiedBlob){src->blob.offset, numel, dt, src->blob.data, *ref};
+}
+
+/* A blob copied earlier from the same source offset (of any source) with this blob's dtype,
+ * count and bytes: its copy in *ref. Blobs come in offset order, so the search starts at
+ * the last match. */
+static int match_copied(Copier *c, MilDType dt, uint64_t numel, const MilConst *src, MilBlobRef *ref) {
+    for (int t = 0; t < c->n_copied; t++) {
+        int i = (c->last_match + t) % c->n_copied;
+        const CopiedBlob *b = &c->copied[i];
+        if (b->src_offset != src->blob.offset) continue;
+        if (b->dt != dt || b->numel != numel || b->ref.nbytes != src->blob.nbytes ||
+            memcmp(b->data, src->blob.data, (size_t)src->blob.nbytes))
+            continue;
+        release_pages(b->data, b->ref.nbytes);
+        *ref = b->ref;
+        c->last_match = i;
+        c->matched_bytes += src->blob.nbytes;
+        return 1;
+    }
+    return 0;
+}
+
 /* The same const data, its blob (if any) re-added to the new weight file. */
 static const MilConst *copy_const(Copier *c, const MilType *t, const MilConst *src, Err *e) {
     MilConst *k = mil_alloc(c->dst, sizeof *k);
@@ -45,8 +93,11 @@ static const MilConst *copy_const(Copier *c, const MilType *t, const MilConst *s
             return err_set(e, "%s: a weight blob is not mapped; the package cannot be copied", c->src_path), NULL;
         int64_t numel = mil_type_numel(t);
         if (numel < 0) return err_set(e, "%s: a blob const has an unknown shape", c->src_path), NULL;
-        if (pkg_writer_add_blob(c->w, t->dtype, (uint64_t)numel, src->blob.data, &k->blob, e) < 0) return NULL;
-        release_pages(src->blob.data, src->nbytes);
+        if (!(c->match && match_copied(c, t->dtype, (uint64_t)numel, src, &k->blob))) {
+            if (pkg_writer_add_blob(c->w, t->dtype, (uint64_t)numel, src->blob.data, &k->blob, e) < 0) return NULL;
+            if (c->record) note_copied(c, t->dtype, (uint64_t)numel, src, &k->blob);
+        }
+        release_pages(src->blob.data, src->blob.nbytes);
         return k;
     }
     if (src->strs) {
@@ -184,12 +235,14 @@ int part_combine(int n, const char *const *paths, const char *const *names, cons
     if (rc == 0) {
         pkg_writer_attach(w, dst);
         if (separate_copies) pkg_writer_set_dedup(w, 0);
-        Copier c = {.w = w, .dst = dst};
+        Copier c = {.w = w, .dst = dst, .record = !separate_copies, .match = !separate_copies};
         for (int i = 0; i < n && rc == 0; i++) {
             c.src_path = paths[i];
             rc = copy_function(&c, fns[i], names[i], e);
         }
         mil_program_set_default_function(dst, names[0]);
+        r->shared_bytes = c.matched_bytes;
+        free(c.copied);
     }
     if (rc == 0) {
         PartMeta m;
@@ -198,7 +251,7 @@ int part_combine(int n, const char *const *paths, const char *const *names, cons
         PkgWriteStats st;
         pkg_writer_stats(w, &st);
         r->blobs = st.blobs;
-        r->shared_bytes = st.shared_bytes;
+        r->shared_bytes += st.shared_bytes;
         rc = pkg_writer_finish(w, dst, &m.md, e);
         if (rc == 0) part_report_finish(r, out_path);
     } else if (w) {
