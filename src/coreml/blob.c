@@ -3,12 +3,16 @@
  * The writer gathers bytes in an aligned stage of STAGE_BYTES and writes each full stage
  * with O_DIRECT where the file system allows it: copying gigabytes into the page cache cost
  * more CPU time than the quantization feeding them (about 2.5 s per GB on the benchmark
- * machine, against almost none for direct writes). The file's last partial stage and the
- * header go through the page cache; so does everything where O_DIRECT is refused. Reading
- * back (de-duplication) takes bytes still in the stage from there and the rest from the file.
+ * machine, against almost none for direct writes). A full stage is written by a helper
+ * thread while the next one fills (two stages; the thread starts with the first full one, so
+ * small files never start it). The file's last partial stage and the header go through the
+ * page cache; so does everything where O_DIRECT is refused. Reading back (de-duplication)
+ * first waits for the stage in flight, then takes bytes still in the current stage from
+ * there and the rest from the file.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -84,6 +88,15 @@ struct BlobWriter {
     uint64_t size;       /* bytes written so far (logical file length) */
     uint8_t *stage;      /* (STAGE_BYTES) bytes [stage_off, size) not yet in the file */
     uint64_t stage_off;  /* a multiple of DIRECT_ALIGN */
+    uint8_t *spare;      /* (STAGE_BYTES) the other stage: in flight while `busy` */
+    struct {             /* the helper thread writing full stages */
+        pthread_t thread;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        int started, busy, quit;
+        uint64_t off;    /* where the spare stage goes */
+        int err;         /* errno of the first failed write, sticky */
+    } io;
     uint32_t count;
     Entry *entries;
     int n_entries, cap_entries;
@@ -101,8 +114,8 @@ struct BlobWriter {
 };
 
 /* Writes n bytes at off: directly when possible, else (or when the file system refuses a
- * direct write) through the page cache. */
-static int pwrite_all(BlobWriter *w, const uint8_t *p, size_t n, uint64_t off, Err *e) {
+ * direct write) through the page cache. Returns 0 or an errno value. */
+static int pwrite_raw(BlobWriter *w, const uint8_t *p, size_t n, uint64_t off) {
     while (n) {
         int direct = w->dfd >= 0 && off % DIRECT_ALIGN == 0 && n % DIRECT_ALIGN == 0 &&
                      (uintptr_t)p % DIRECT_ALIGN == 0;
@@ -113,19 +126,90 @@ static int pwrite_all(BlobWriter *w, const uint8_t *p, size_t n, uint64_t off, E
             w->dfd = -1;
             continue;
         }
-        if (k <= 0) {
-            if (k == 0) errno = ENOSPC;
-            return err_errno(e, "cannot write %s", w->path);
-        }
+        if (k <= 0) return k == 0 ? ENOSPC : errno;
         p += k, off += (uint64_t)k, n -= (size_t)k;
     }
     return 0;
 }
 
-/* The used part of the stage into the file. */
+static void *io_main(void *arg) {
+    BlobWriter *w = arg;
+    pthread_mutex_lock(&w->io.mu);
+    for (;;) {
+        while (!w->io.busy && !w->io.quit) pthread_cond_wait(&w->io.cv, &w->io.mu);
+        if (!w->io.busy) break;
+        pthread_mutex_unlock(&w->io.mu);
+        int err = w->io.err ? 0 : pwrite_raw(w, w->spare, STAGE_BYTES, w->io.off);
+        pthread_mutex_lock(&w->io.mu);
+        if (err && !w->io.err) w->io.err = err;
+        w->io.busy = 0;
+        pthread_cond_broadcast(&w->io.cv);
+    }
+    pthread_mutex_unlock(&w->io.mu);
+    return NULL;
+}
+
+/* Waits until no stage is in flight; reports a write that failed. */
+static int io_wait(BlobWriter *w, Err *e) {
+    if (!w->io.started) return 0;
+    pthread_mutex_lock(&w->io.mu);
+    while (w->io.busy) pthread_cond_wait(&w->io.cv, &w->io.mu);
+    int err = w->io.err;
+    pthread_mutex_unlock(&w->io.mu);
+    if (!err) return 0;
+    errno = err;
+    return err_errno(e, "cannot write %s", w->path);
+}
+
+/* The full stage to the helper thread (started here the first time; written here if no
+ * thread can be started); the spare stage becomes the current one. */
+static int stage_submit(BlobWriter *w, Err *e) {
+    if (io_wait(w, e) < 0) return -1;
+    uint8_t *full = w->stage;
+    w->stage = w->spare, w->spare = full;
+    uint64_t off = w->stage_off;
+    w->stage_off += STAGE_BYTES;
+    if (!w->io.started) {
+        pthread_mutex_init(&w->io.mu, NULL);
+        pthread_cond_init(&w->io.cv, NULL);
+        if (pthread_create(&w->io.thread, NULL, io_main, w) == 0) {
+            w->io.started = 1;
+        } else {
+            pthread_mutex_destroy(&w->io.mu);
+            pthread_cond_destroy(&w->io.cv);
+            int err = pwrite_raw(w, full, STAGE_BYTES, off);
+            if (err) errno = err;
+            return err ? err_errno(e, "cannot write %s", w->path) : 0;
+        }
+    }
+    pthread_mutex_lock(&w->io.mu);
+    w->io.off = off;
+    w->io.busy = 1;
+    pthread_cond_broadcast(&w->io.cv);
+    pthread_mutex_unlock(&w->io.mu);
+    return 0;
+}
+
+static void io_stop(BlobWriter *w) {
+    if (!w->io.started) return;
+    pthread_mutex_lock(&w->io.mu);
+    w->io.quit = 1;
+    pthread_cond_broadcast(&w->io.cv);
+    pthread_mutex_unlock(&w->io.mu);
+    pthread_join(w->io.thread, NULL);
+    pthread_mutex_destroy(&w->io.mu);
+    pthread_cond_destroy(&w->io.cv);
+    w->io.started = 0;
+}
+
+/* Everything written so far into the file (the last, partial stage through the page cache). */
 static int stage_flush(BlobWriter *w, Err *e) {
-    size_t n = (size_t)(w->size - w->stage_off);
-    if (pwrite_all(w, w->stage, n, w->stage_off, e) < 0) return -1;
+    if (io_wait(w, e) < 0) return -1;
+    int err = pwrite_raw(w, w->stage, (size_t)(w->size - w->stage_off), w->stage_off);
+    if (err) {
+        errno = err;
+        return err_errno(e, "cannot write %s", w->path);
+    }
     w->stage_off = w->size;
     return 0;
 }
@@ -137,7 +221,7 @@ static int write_all(BlobWriter *w, const void *data, uint64_t n, Err *e) {
         if (take > n) take = (size_t)n;
         memcpy(w->stage + used, p, take);
         p += take, n -= take, w->size += take;
-        if (used + take == STAGE_BYTES && stage_flush(w, e) < 0) return -1;
+        if (used + take == STAGE_BYTES && stage_submit(w, e) < 0) return -1;
     }
     return 0;
 }
@@ -160,6 +244,7 @@ static int pread_full(int fd, void *buf, size_t n, uint64_t off) {
 /* Reads back n bytes written at off (< size), from the file and the stage. */
 static int read_back(BlobWriter *w, void *buf, size_t n, uint64_t off, Err *e) {
     uint8_t *p = buf;
+    if (off < w->stage_off && io_wait(w, e) < 0) return -1;
     if (off < w->stage_off) {
         size_t from_file = w->stage_off - off < n ? (size_t)(w->stage_off - off) : n;
         if (pread_full(w->fd, p, from_file, off) < 0) return err_errno(e, "cannot read back %s", w->path);
@@ -171,6 +256,7 @@ static int read_back(BlobWriter *w, void *buf, size_t n, uint64_t off, Err *e) {
 
 /* Forgets everything written from offset `to` on (to <= size). */
 static int cut_back(BlobWriter *w, uint64_t to, Err *e) {
+    if (io_wait(w, e) < 0) return -1;
     if (to < w->stage_off) { /* part of it is in the file: the stage restarts at the block holding `to` */
         uint64_t from = to / DIRECT_ALIGN * DIRECT_ALIGN;
         if (pread_full(w->fd, w->stage, (size_t)(to - from), from) < 0 || ftruncate(w->fd, (off_t)from) < 0)
@@ -200,6 +286,7 @@ int blob_writer_open(BlobWriter **out, const char *path, Err *e) {
     w->fd = fd;
     w->dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC); /* -1 where unsupported (the page cache then) */
     if (posix_memalign((void **)&w->stage, DIRECT_ALIGN, STAGE_BYTES)) w->stage = xmalloc(STAGE_BYTES);
+    if (posix_memalign((void **)&w->spare, DIRECT_ALIGN, STAGE_BYTES)) w->spare = xmalloc(STAGE_BYTES);
     w->path = xstrdup(path);
     w->n_buckets = 1024;
     w->buckets = xmalloc(sizeof *w->buckets * (size_t)w->n_buckets);
@@ -218,9 +305,11 @@ int blob_writer_open(BlobWriter **out, const char *path, Err *e) {
 
 void blob_writer_free(BlobWriter *w) {
     if (!w) return;
+    io_stop(w);
     if (w->fd >= 0) close(w->fd);
     if (w->dfd >= 0) close(w->dfd);
     free(w->stage);
+    free(w->spare);
     free(w->path);
     free(w->entries);
     free(w->buckets);
