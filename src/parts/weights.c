@@ -173,9 +173,9 @@ static int quantize_grouped(const StTensor *t, const PartWeightJob *j, int threa
         size_t n = rows - s < br ? rows - s : br;
         rc = read_rows(t, (size_t)j->r0 + s, n, j->scale, w, &d->clamped, e);
         if (rc == 0)
-            rc = lut_quantize_rows(w, n, cols, group, j->lut.bits, threads, t->name, (size_t)j->r0 + s,
-                                   d->table + s / group * per, idx, &d->stats, e);
-        if (rc == 0) lut_pack_indices(idx, n * cols, j->lut.bits, d->packed + s * cols * (size_t)j->lut.bits / 8);
+            rc = lut_quantize_rows_packed(w, n, cols, group, j->lut.bits, threads, t->name, (size_t)j->r0 + s,
+                                          d->table + s / group * per, idx,
+                                          d->packed + s * cols * (size_t)j->lut.bits / 8, &d->stats, e);
     }
     return rc;
 }

@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "quant/fp16_tools.h"
 #include "quant/kmeans1d.h"
+#include "quant/lut_pack.h"
 
 #define N_KEYS 65536
 
@@ -346,6 +347,7 @@ typedef struct {
     int bits;
     uint16_t *lut;
     uint8_t *idx;
+    uint8_t *packed;   /* NULL, or where each group's packed indices go */
     LutWork **work;    /* (threads) created on first use by their thread */
     LutStats *stats;   /* (groups) */
     size_t *bad;       /* (groups) first non-finite element of the group, or group size */
@@ -359,6 +361,7 @@ static void group_task(void *ctx, long g, int thread) {
     job->bad[g] = group_run(job->work[thread], job->w + off, n, job->bits, FIT_FAST,
                             job->lut + ((size_t)g << job->bits), job->idx + off, &st);
     job->stats[g] = st;
+    if (job->packed) lut_pack_indices(job->idx + off, n, job->bits, job->packed + off / 8 * (size_t)job->bits);
 }
 
 /* Per-tensor LUT of a tensor held whole: parallel counting and index writing around
@@ -405,9 +408,11 @@ static int quantize_tensor_whole(const uint16_t *w, size_t n, int bits, int thre
     return 0;
 }
 
-int lut_quantize_rows(const uint16_t *w, size_t rows, size_t cols, size_t group_rows, int bits, int threads,
-                      const char *tensor, size_t first_row, uint16_t *lut, uint8_t *idx, LutStats *stats,
-                      Err *e) {
+/* lut_quantize_rows; packed (may be NULL): each group's task also packs its indices there
+ * (its size must be a multiple of 8). */
+static int quantize_rows(const uint16_t *w, size_t rows, size_t cols, size_t group_rows, int bits, int threads,
+                         const char *tensor, size_t first_row, uint16_t *lut, uint8_t *idx, uint8_t *packed,
+                         LutStats *stats, Err *e) {
     const char *name = tensor ? tensor : "?";
     if (!valid_bits(bits)) return err_set(e, "tensor %s: LUT bits %d: use 1, 2, 3, 4, 6 or 8", name, bits);
     if (rows == 0 || cols == 0 || group_rows == 0)
@@ -428,7 +433,7 @@ int lut_quantize_rows(const uint16_t *w, size_t rows, size_t cols, size_t group_
             return err_set(e, "tensor %s: LUT groups of %zu weights are too large (limit %u)", name,
                            group_rows * cols, UINT32_MAX);
         size_t groups = rows / group_rows;
-        GroupJob job = {w, cols, group_rows, bits, lut, idx, xcalloc((size_t)threads, sizeof(LutWork *)),
+        GroupJob job = {w, cols, group_rows, bits, lut, idx, packed, xcalloc((size_t)threads, sizeof(LutWork *)),
                         xcalloc(groups, sizeof(LutStats)), xcalloc(groups, sizeof(size_t))};
         par_for((long)groups, threads, group_task, &job);
         size_t gn = group_rows * cols;
@@ -448,4 +453,21 @@ int lut_quantize_rows(const uint16_t *w, size_t rows, size_t cols, size_t group_
                    "tensor %s: weight at row %zu, column %zu is %s; LUT palettization needs finite fp16 "
                    "weights (convert with overflow saturation to clamp to +-65504, or fix the checkpoint)",
                    name, first_row + bad_at / cols, bad_at % cols, nonfinite_name(w[bad_at]));
+}
+
+int lut_quantize_rows(const uint16_t *w, size_t rows, size_t cols, size_t group_rows, int bits, int threads,
+                      const char *tensor, size_t first_row, uint16_t *lut, uint8_t *idx, LutStats *stats,
+                      Err *e) {
+    return quantize_rows(w, rows, cols, group_rows, bits, threads, tensor, first_row, lut, idx, NULL, stats, e);
+}
+
+int lut_quantize_rows_packed(const uint16_t *w, size_t rows, size_t cols, size_t group_rows, int bits,
+                             int threads, const char *tensor, size_t first_row, uint16_t *lut, uint8_t *idx,
+                             uint8_t *packed, LutStats *stats, Err *e) {
+    /* a group packs itself when it is a whole number of bytes at any width: 8 | its size */
+    int in_groups = group_rows < rows && group_rows * cols % 8 == 0;
+    int rc = quantize_rows(w, rows, cols, group_rows, bits, threads, tensor, first_row, lut, idx,
+                           in_groups ? packed : NULL, stats, e);
+    if (rc == 0 && !in_groups) lut_pack_indices(idx, rows * cols, bits, packed);
+    return rc;
 }

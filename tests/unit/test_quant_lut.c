@@ -227,6 +227,42 @@ static void test_stats(void **state) {
     free(w), free(idx);
 }
 
+/* lut_quantize_rows_packed = lut_quantize_rows then lut_pack_indices, whether the groups
+ * pack themselves (8 | group size) or not (3 x 7 weights), per tensor too, on 1 and 2
+ * threads and every width. */
+static void test_quantize_packed(void **state) {
+    (void)state;
+    enum { R = 24, C = 56 };
+    uint16_t *w = malloc(R * C * sizeof *w);
+    syn_fill_rows(w, C, 0, R, SYN_LLAMA, 0.03, 33);
+    const struct {
+        size_t rows, cols, group;
+    } shapes[] = {{24, 56, 8}, {24, 56, 1}, {21, 7, 3}, {24, 56, 24}};
+    const int widths[] = {1, 2, 3, 4, 6, 8};
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
+        for (size_t b = 0; b < sizeof widths / sizeof widths[0]; b++)
+            for (int thr = 1; thr <= 2; thr++) {
+                size_t rows = shapes[sh].rows, cols = shapes[sh].cols, g = shapes[sh].group, n = rows * cols;
+                int bits = widths[b];
+                size_t luts = (rows / g) << bits, pn = lut_packed_size(n, bits);
+                uint16_t *la = malloc(luts * 2), *lb = malloc(luts * 2);
+                uint8_t *ia = malloc(n), *ib = malloc(n), *pa = calloc(pn, 1), *pb = malloc(pn);
+                memset(pb, 0xA5, pn); /* every byte must be written */
+                LutStats sa = {0}, sb = {0};
+                Err e = {0};
+                assert_int_equal(lut_quantize_rows(w, rows, cols, g, bits, thr, "t", 0, la, ia, &sa, &e), 0);
+                lut_pack_indices(ia, n, bits, pa);
+                assert_int_equal(lut_quantize_rows_packed(w, rows, cols, g, bits, thr, "t", 0, lb, ib, pb, &sb, &e),
+                                 0);
+                assert_memory_equal(la, lb, luts * 2);
+                assert_memory_equal(ia, ib, n);
+                assert_memory_equal(pa, pb, pn);
+                assert_memory_equal(&sa, &sb, sizeof sa);
+                free(la), free(lb), free(ia), free(ib), free(pa), free(pb);
+            }
+    free(w);
+}
+
 /* lut_quantize_rows = lut_quantize_group on each block of rows, and the same bytes on
  * 1 and N threads; the per-tensor paths agree with each other. */
 static void test_grouping_threads_and_per_tensor(void **state) {
@@ -319,6 +355,7 @@ int main(void) {
         cmocka_unit_test(test_sse_against_exact),
         cmocka_unit_test(test_stats),
         cmocka_unit_test(test_grouping_threads_and_per_tensor),
+        cmocka_unit_test(test_quantize_packed),
         cmocka_unit_test(test_packed_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
