@@ -67,7 +67,9 @@ static float *alloc_weights(size_t n) {
     if (bytes < 2 * huge) return xmalloc(bytes);
     void *p = NULL;
     if (posix_memalign(&p, huge, (bytes + huge - 1) / huge * huge) != 0) return xmalloc(bytes);
+#ifdef MADV_HUGEPAGE /* Linux only; elsewhere the pages stay small */
     madvise(p, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE);
+#endif
     return p;
 }
 
