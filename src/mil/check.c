@@ -42,6 +42,44 @@ static int validate_op(const MilFunction *f, const MilOp *op, int level, int all
     return 0;
 }
 
+/* Core ML runs tensors of rank <= 5 (coremltools refuses a program with a larger op output, except
+ * a const or constexpr output that only constexpr ops read, such as a LUT). */
+#define COREML_MAX_RANK 5
+
+static int only_constexpr_reads(const MilFunction *f, const MilValue *v) {
+    for (int i = 0; i < f->n_outputs; i++)
+        if (f->outputs[i] == v) return 0;
+    for (int i = 0; i < f->n_ops; i++) {
+        const MilOp *op = f->ops[i];
+        for (int a = 0; a < op->n_args; a++)
+            for (int k = 0; k < op->args[a].n; k++)
+                if (op->args[a].vals[k] == v && strncmp(op->type, "constexpr_", 10)) return 0;
+    }
+    return 1;
+}
+
+static int check_ranks(const MilFunction *f, Err *e) {
+    for (int i = 0; i < f->n_inputs; i++) {
+        const MilValue *v = f->inputs[i];
+        /* coremltools' loader makes a Placeholder per input and refuses rank 0 */
+        if (v->type.rank < 1 || v->type.rank > COREML_MAX_RANK)
+            return err_set(e, "function '%s': input '%s' has rank %d; Core ML inputs and states need rank 1..%d",
+                           f->name, v->name, v->type.rank, COREML_MAX_RANK);
+    }
+    for (int i = 0; i < f->n_ops; i++) {
+        const MilOp *op = f->ops[i];
+        int compile_time = (op->def && op->def->id == MIL_OP_CONST) || !strncmp(op->type, "constexpr_", 10);
+        for (int k = 0; k < op->n_outputs; k++) {
+            const MilValue *v = op->outputs[k];
+            if (v->type.rank <= COREML_MAX_RANK) continue;
+            if (compile_time && only_constexpr_reads(f, v)) continue;
+            return err_set(e, "function '%s', op '%s' (%s): output '%s' has rank %d; Core ML supports tensors of rank <= %d",
+                           f->name, op->name, op->type, v->name, v->type.rank, COREML_MAX_RANK);
+        }
+    }
+    return 0;
+}
+
 int mil_program_validate(const MilProgram *p, int allow_unknown, Err *e) {
     if (p->failed) return err_set(e, "%s", p->err.msg);
     if (p->n_functions < 1) return err_set(e, "the program has no functions");
@@ -51,6 +89,11 @@ int mil_program_validate(const MilProgram *p, int allow_unknown, Err *e) {
         const MilFunction *f = p->functions[fi];
         int level = mil_opset_level(f->opset);
         if (level < 0) return err_set(e, "function '%s': unknown opset '%s'", f->name, f->opset);
+        /* coremltools: "all functions must have the same opset_version" */
+        if (fi > 0 && strcmp(f->opset, p->functions[0]->opset))
+            return err_set(e, "function '%s' has opset %s but function '%s' has %s; all functions must share one opset",
+                           f->name, f->opset, p->functions[0]->name, p->functions[0]->opset);
+        if (check_ranks(f, e) < 0) return -1;
         for (int i = 0; i < f->n_inputs; i++)
             if (f->inputs[i]->type.kind == MIL_STATE && f->inputs[i]->type.dtype != MIL_FP16)
                 return err_set(e, "function '%s': state '%s' is %s; Core ML supports fp16 states only", f->name,

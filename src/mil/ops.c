@@ -5,9 +5,13 @@
  * a result that depends on one is unknown.
  */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "common/util.h"
 #include "mil/ops.h"
 
 /* ==== dtype sets ==== */
@@ -236,6 +240,18 @@ static int infer_select(MilInferCtx *c) {
 
 /* ==== Linear algebra ==== */
 
+/* coremltools' is_descendant_of_const: a compile-time value, or an op output whose inputs all are
+ * (searched up to a depth; deeper chains count as run-time values). */
+static int descends_from_const(const MilValue *v, int depth) {
+    if (mil_value_is_const(v)) return 1;
+    if (!v->producer || depth > 32) return 0;
+    const MilOp *op = v->producer;
+    for (int i = 0; i < op->n_args; i++)
+        for (int k = 0; k < op->args[i].n; k++)
+            if (!descends_from_const(op->args[i].vals[k], depth + 1)) return 0;
+    return op->n_args > 0;
+}
+
 static int infer_conv(MilInferCtx *c) {
     const MilType *x = &in(c, "x")->type, *w = &in(c, "weight")->type;
     int r = x->rank;
@@ -257,6 +273,12 @@ static int infer_conv(MilInferCtx *c) {
     int custom = !strcmp(pt, "custom"), same = !strcmp(pt, "same") || !strcmp(pt, "same_lower");
     if (!custom && !same && strcmp(pt, "valid"))
         return ierr(c, "pad_type '%s' is not one of valid, same, same_lower, custom", pt);
+    if (c->opset < 6 && !strcmp(pt, "same_lower"))
+        return ierr(c, "pad_type 'same_lower' needs opset CoreML6 (iOS 16) or later");
+    /* coremltools: a weight computed at run time cannot be dilated */
+    for (int i = 0; i < ns; i++)
+        if (dil[i] > 1 && !descends_from_const(in(c, "weight"), 0))
+            return ierr(c, "dilations > 1 need a compile-time weight; 'weight' is computed at run time");
     int64_t cin = x->dims[1], cout = w->dims[0];
     if (cin >= 0) {
         if (cin % groups) return ierr(c, "input channels %lld are not divisible by groups %lld", (long long)cin, (long long)groups);
@@ -307,10 +329,24 @@ static int infer_linear(MilInferCtx *c) {
     return 0;
 }
 
+/* True for the output of a const op (or a literal): coremltools' iOS 17 matmul tests the producer's op
+ * type, so a constexpr output does not count. */
+static int is_const_op_output(const MilValue *v) {
+    if (!v->producer) return v->data != NULL && !v->fn;
+    return v->producer->def && v->producer->def->id == MIL_OP_CONST;
+}
+
 static int infer_matmul(MilInferCtx *c) {
     MilType x = in(c, "x")->type, y = in(c, "y")->type;
     int tx, ty;
     if (const_bool(c, "transpose_x", 0, &tx) < 0 || const_bool(c, "transpose_y", 0, &ty) < 0) return -1;
+    /* iOS 17: x and y may differ in dtype only when exactly one of them is a const; the result then
+     * takes the other one's dtype */
+    int xc = is_const_op_output(in(c, "x")), yc = is_const_op_output(in(c, "y"));
+    if (xc == yc && x.dtype != y.dtype)
+        return ierr(c, "x is %s and y is %s; they may differ only when exactly one of them is a const",
+                    mil_dtype_name(x.dtype), mil_dtype_name(y.dtype));
+    MilDType odt = xc && !yc ? y.dtype : x.dtype;
     int xr = x.rank, yr = y.rank;
     if (xr < 1 || yr < 1) return ierr(c, "x and y must have rank >= 1");
     if (xr == 1 && tx) return ierr(c, "x is rank 1, transpose_x must be false");
@@ -344,7 +380,7 @@ static int infer_matmul(MilInferCtx *c) {
         memmove(b.dims + pos, b.dims + pos + 1, sizeof b.dims[0] * (size_t)(b.rank - pos - 1));
         b.rank--;
     }
-    b.dtype = in(c, "x")->type.dtype;
+    b.dtype = odt;
     c->n_out = 1;
     c->out[0] = b;
     return 0;
@@ -427,9 +463,10 @@ static int infer_reduce_argmax(MilInferCtx *c) {
     if (in(c, "output_dtype")) {
         const char *s = const_str(c, "output_dtype");
         if (!s) return -1;
-        if (!strcmp(s, "uint16"))
+        /* coremltools lower-cases the string before checking it */
+        if (!strcasecmp(s, "uint16"))
             odt = MIL_UINT16;
-        else if (strcmp(s, "int32"))
+        else if (strcasecmp(s, "int32"))
             return ierr(c, "output_dtype '%s' must be int32 or uint16", s);
     }
     int red[MIL_MAX_RANK] = {0};
@@ -441,6 +478,24 @@ static int infer_reduce_argmax(MilInferCtx *c) {
 }
 
 /* ==== Gather ==== */
+
+/* iOS 17 validate_indices = true: compile-time indices must lie in [0, size), as coremltools
+ * checks in type inference (run-time indices are the runtime's business). */
+static int check_gather_indices(MilInferCtx *c, int64_t size) {
+    int validate;
+    if (const_bool(c, "validate_indices", 0, &validate) < 0) return -1;
+    MilValue *iv = in(c, "indices");
+    int64_t n = mil_type_numel(&iv->type);
+    if (!validate || !iv->data || n < 1 || n > INT32_MAX || size < 0) return 0;
+    int64_t *idx = xmalloc(sizeof *idx * (size_t)n), bad = 0;
+    int got, found = 0;
+    if (mil_value_ints(iv, idx, (int)n, &got) == 0)
+        for (int k = 0; k < got && !found; k++)
+            if (idx[k] < 0 || idx[k] >= size) bad = idx[k], found = 1;
+    free(idx);
+    if (found) return ierr(c, "validate_indices: index %lld is outside [0, %lld)", (long long)bad, (long long)size);
+    return 0;
+}
 
 static int infer_gather(MilInferCtx *c) {
     const MilType *x = &in(c, "x")->type, *ix = &in(c, "indices")->type;
@@ -456,6 +511,7 @@ static int infer_gather(MilInferCtx *c) {
     for (int i = 0; i < a; i++) o.dims[o.rank++] = x->dims[i];
     for (int i = (int)bd; i < ix->rank; i++) o.dims[o.rank++] = ix->dims[i];
     for (int i = a + 1; i < x->rank; i++) o.dims[o.rank++] = x->dims[i];
+    if (check_gather_indices(c, x->dims[a]) < 0) return -1;
     c->n_out = 1;
     c->out[0] = o;
     return 0;
@@ -470,6 +526,7 @@ static int infer_gather_along_axis(MilInferCtx *c) {
     for (int i = 0; i < x->rank; i++)
         if (i != a && x->dims[i] >= 0 && ix->dims[i] >= 0 && x->dims[i] != ix->dims[i])
             return ierr(c, "x and indices differ at axis %d (%lld vs %lld)", i, (long long)x->dims[i], (long long)ix->dims[i]);
+    if (check_gather_indices(c, x->dims[a]) < 0) return -1;
     c->n_out = 1;
     c->out[0] = tensor_like(ix, x->dtype);
     return 0;

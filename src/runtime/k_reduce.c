@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/util.h"
 
@@ -221,7 +222,7 @@ int k_reduce_argmax(Kctx *k) {
     if (kin_int(k, "keep_dims", &keep) < 0) return -1;
     const char *odt = kin_str(k, "output_dtype");
     if (!odt) return -1;
-    MilDType out_dt = !strcmp(odt, "uint16") ? MIL_UINT16 : MIL_INT32;
+    MilDType out_dt = !strcasecmp(odt, "uint16") ? MIL_UINT16 : MIL_INT32;   /* as the op table reads it */
     flags[a] = 1;
     int orank;
     int64_t odims[MIL_MAX_RANK];

@@ -606,6 +606,26 @@ static void test_half_weight_products(void **state) {
     free(x);
 }
 
+/* reduce_argmax's output_dtype is read as the op table reads it (coremltools lower-cases it). */
+static void test_argmax_output_dtype(void **state) {
+    (void)state;
+    const int64_t d[] = {2, 5};
+    TProg t = tprog_begin();
+    MilValue *x = mil_input(t.f, "x", MIL_FP16, 2, d);
+    MilValue *o = mil_add_op1(t.f, "reduce_argmax", "o", 2,
+                              (MilIn[]){MIL_IN("x", x), MIL_IN("output_dtype", mil_const_str(t.f, "odt", "UINT16"))});
+    tprog_finish(&t, 1, &o);
+    float xs[10] = {0, 1, 7, 2, 3, 9, 1, 0, 2, 4};
+    tprog_run(&t, 1, (RtInput[]){input("x", MIL_FP16, xs, 2, d)}, NULL);
+    const RtTensor *out = tprog_out(&t, "o");
+    assert_int_equal(out->dtype, MIL_UINT16);
+    tassert_shape(out, 1, (int64_t[]){2});
+    const uint16_t *v = out->data;
+    assert_int_equal(v[0], 2);
+    assert_int_equal(v[1], 0);
+    tprog_end(&t);
+}
+
 /* Every op of the table is executable: a kernel, or handled by the interpreter itself. */
 static void test_every_op_has_a_kernel(void **state) {
     (void)state;
@@ -633,6 +653,7 @@ int main(void) {
         cmocka_unit_test(test_conv),
         cmocka_unit_test(test_linear_matmul),
         cmocka_unit_test(test_half_weight_products),
+        cmocka_unit_test(test_argmax_output_dtype),
         cmocka_unit_test(test_every_op_has_a_kernel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
