@@ -141,6 +141,7 @@ MilOp *mil_add_op(MilFunction *f, const char *type, const char *name, int n_in, 
     }
     for (int i = 0; i < d->n_params; i++) {
         if (args[i].n || d->params[i].dflt.kind == MIL_DEF_NONE) continue;
+        if (d->params[i].min_opset > mil_opset_level(f->opset)) continue;   /* not in this opset's op */
         MilValue *v = default_const(f, d, args, i, nm);
         if (p->failed) return NULL;
         if (!v) continue;
@@ -335,8 +336,11 @@ MilValue *mil_add_reduce_argmax(MilFunction *f, const char *name, MilValue *x, i
     if (!nm) return NULL;
     MilIn in[] = {MIL_IN("x", x), MIL_IN("axis", mil_const_i32(f, param_const_name(f, nm, "axis"), axis)),
                   MIL_IN("keep_dims", mil_const_bool(f, param_const_name(f, nm, "keep_dims"), keep_dims)),
-                  MIL_IN("output_dtype", mil_const_str(f, param_const_name(f, nm, "output_dtype"), "int32"))};
-    return mil_add_op1(f, "reduce_argmax", nm, 4, in);
+                  MIL_IN("output_dtype", NULL)};
+    int n = 3;   /* output_dtype exists from iOS 17 on (int32 before) */
+    if (mil_opset_level(f->opset) >= 7)
+        in[n++].value = mil_const_str(f, param_const_name(f, nm, "output_dtype"), "int32");
+    return mil_add_op1(f, "reduce_argmax", nm, n, in);
 }
 
 MilValue *mil_add_conv(MilFunction *f, const char *name, MilValue *x, MilValue *weight, MilValue *bias,
@@ -383,8 +387,12 @@ MilValue *mil_add_gather(MilFunction *f, const char *name, MilValue *x, MilValue
     if (!nm) return NULL;
     MilIn in[] = {MIL_IN("x", x), MIL_IN("indices", indices),
                   MIL_IN("axis", mil_const_i32(f, param_const_name(f, nm, "axis"), axis)),
-                  MIL_IN("batch_dims", mil_const_i32(f, param_const_name(f, nm, "batch_dims"), batch_dims))};
-    return mil_add_op1(f, "gather", nm, 4, in);
+                  MIL_IN("batch_dims", NULL)};
+    /* batch_dims exists from iOS 16 on; an older gather has none (0) */
+    int n = 3;
+    if (batch_dims || mil_opset_level(f->opset) >= 6)
+        in[n++].value = mil_const_i32(f, param_const_name(f, nm, "batch_dims"), batch_dims);
+    return mil_add_op1(f, "gather", nm, n, in);
 }
 
 MilValue *mil_add_gather_along_axis(MilFunction *f, const char *name, MilValue *x, MilValue *indices,

@@ -502,7 +502,8 @@ static int infer_gather(MilInferCtx *c) {
     int64_t axis, bd;
     int a;
     if (const_int(c, "axis", &axis) < 0 || norm_axis(c, "axis", axis, x->rank, &a) < 0) return -1;
-    if (const_int(c, "batch_dims", &bd) < 0) return -1;
+    bd = 0;   /* absent before iOS 16 */
+    if (in(c, "batch_dims") && const_int(c, "batch_dims", &bd) < 0) return -1;
     if (bd < 0 || bd >= x->rank || bd > ix->rank) return ierr(c, "batch_dims %lld is out of range", (long long)bd);
     int orank = x->rank - 1 + ix->rank - (int)bd;
     if (orank > MIL_MAX_RANK) return ierr(c, "result rank %d is too large", orank);
@@ -908,7 +909,9 @@ static int infer_lut_to_dense(MilInferCtx *c) {
 
 /* ==== The table ==== */
 
-#define P(n, f, d, dom, df) {n, f, d, dom, df}
+#define P(n, f, d, dom, df) {n, f, d, dom, df, 0}
+/* A parameter added after the op itself (coremltools' later opset definitions). */
+#define PV(lvl, n, f, d, dom, df) {n, f, d, dom, df, lvl}
 #define X_F P("x", 0, D_F, 'T', NODEF)
 
 static const MilOpDef op_table[] = {
@@ -968,15 +971,15 @@ static const MilOpDef op_table[] = {
     REDUCE(MIL_OP_REDUCE_MAX, "reduce_max"),
     {MIL_OP_REDUCE_ARGMAX, "reduce_argmax", 5, 4,
      {P("x", 0, D_FI, 'T', NODEF), P("axis", OPT | CST, D_I32, 0, DEF_I32(-1)),
-      P("keep_dims", OPT | CST, D_BOOL, 0, DEF_BOOL(0)), P("output_dtype", OPT | CST, D_STR, 0, DEF_STR("int32"))},
+      P("keep_dims", OPT | CST, D_BOOL, 0, DEF_BOOL(0)), PV(7, "output_dtype", OPT | CST, D_STR, 0, DEF_STR("int32"))},
      infer_reduce_argmax},
     {MIL_OP_GATHER, "gather", 5, 5,
      {P("x", 0, D_GATHER_X, 0, NODEF), P("indices", 0, D_GATHER_I, 0, NODEF), P("axis", OPT | CST, D_I32, 0, DEF_I32(0)),
-      P("batch_dims", OPT | CST, D_I32, 0, DEF_I32(0)), P("validate_indices", OPT | CST, D_BOOL, 0, DEF_BOOL(0))},
+      PV(6, "batch_dims", OPT | CST, D_I32, 0, DEF_I32(0)), PV(7, "validate_indices", OPT | CST, D_BOOL, 0, DEF_BOOL(0))},
      infer_gather},
     {MIL_OP_GATHER_ALONG_AXIS, "gather_along_axis", 5, 4,
      {P("x", 0, D_GATHER_X, 0, NODEF), P("indices", 0, D_GATHER_I, 0, NODEF),
-      P("axis", OPT | CST, D_I32, 0, DEF_I32(0)), P("validate_indices", OPT | CST, D_BOOL, 0, DEF_BOOL(0))},
+      P("axis", OPT | CST, D_I32, 0, DEF_I32(0)), PV(7, "validate_indices", OPT | CST, D_BOOL, 0, DEF_BOOL(0))},
      infer_gather_along_axis},
     {MIL_OP_CONCAT, "concat", 5, 3,
      {P("values", VAR, D_ANY, 0, NODEF), P("axis", CST, D_I32, 0, NODEF), P("interleave", OPT | CST, D_BOOL, 0, DEF_BOOL(0))},
@@ -1074,6 +1077,9 @@ int mil_check_and_infer(MilInferCtx *c) {
             if (!(pd->flags & MIL_P_OPTIONAL)) return ierr(c, "required input '%s' is missing", pd->name);
             continue;
         }
+        if (pd->min_opset > c->opset)
+            return ierr(c, "input '%s' exists from opset CoreML%d (iOS %d) on; the function's opset is CoreML%d",
+                        pd->name, pd->min_opset, pd->min_opset + 10, c->opset);
         if (!(pd->flags & MIL_P_VARIADIC) && a->n != 1)
             return ierr(c, "input '%s' takes one value, got %d", pd->name, a->n);
         for (int k = 0; k < a->n; k++) {

@@ -11,7 +11,10 @@
  * MilOpDef.id and reads inputs by parameter index.
  *
  * Sources (facts, not code): apple/coremltools converters/mil/mil/ops/defs/iOS15..iOS18;
- * the newest definition at or below iOS 18 applies.
+ * the newest definition at or below iOS 18 applies. A parameter that a later opset added carries
+ * that opset level (min_opset): older functions neither get its default nor accept it. Dtype
+ * sets are the iOS 18 ones at every level (older opsets accept fewer; not modelled, the
+ * converter writes CoreML8 only).
  */
 #ifndef ANEMLL_MIL_OPS_H
 #define ANEMLL_MIL_OPS_H
@@ -109,6 +112,8 @@ typedef struct MilParamDef {
     uint64_t dtypes;       /* bit (1 << dtype) for each accepted dtype */
     char domain;           /* 'T', 'U', ...: params with the same letter share one dtype; 0: none */
     MilDefault dflt;
+    int min_opset;         /* 0: as old as the op; else the opset level that added this parameter
+                              (its default is not materialized in older functions) */
 } MilParamDef;
 
 typedef struct MilInferCtx MilInferCtx;

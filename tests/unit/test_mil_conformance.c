@@ -5,6 +5,9 @@
  *  - reduce_argmax (iOS 17): output_dtype is compared lower-cased ("UINT16" is uint16);
  *  - gather / gather_along_axis (iOS 17): validate_indices = true checks compile-time indices
  *    against [0, size of the axis);
+ *  - gather.batch_dims (iOS 16), gather/gather_along_axis.validate_indices and
+ *    reduce_argmax.output_dtype (iOS 17) do not exist in older functions: neither written as
+ *    defaults there nor accepted;
  *  - conv: dilations > 1 need a weight that is a compile-time value; pad_type same_lower does not
  *    exist in iOS 15;
  *  - programs: every function shares one opset, function inputs have rank >= 1 (the loader's
@@ -180,6 +183,51 @@ static void test_gather_validate_indices(void **state) {
     }
 }
 
+/* Parameters added after the op: gather.batch_dims (iOS 16), gather.validate_indices,
+ * gather_along_axis.validate_indices and reduce_argmax.output_dtype (iOS 17) are neither written
+ * as defaults nor accepted in older functions. */
+static void test_later_parameters(void **state) {
+    (void)state;
+    static const struct { const char *opset; int batch_dims, validate, output_dtype; } v[] = {
+        {"CoreML5", 0, 0, 0}, {"CoreML6", 1, 0, 0}, {"CoreML7", 1, 1, 1}, {"CoreML8", 1, 1, 1}};
+    for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+        MilProgram *p = mil_program_new();
+        MilFunction *f = mil_function_new(p, "main", v[k].opset);
+        MilValue *x = mil_input(f, "x", MIL_FP32, 2, (int64_t[]){4, 3});
+        MilValue *ix = mil_input(f, "ix", MIL_INT32, 1, (int64_t[]){2});
+        MilValue *g = mil_add_gather(f, "g", x, ix, 0, 0);
+        MilValue *ia = mil_input(f, "ia", MIL_INT32, 2, (int64_t[]){4, 1});
+        MilValue *ga = mil_add_gather_along_axis(f, "ga", x, ia, 1);
+        MilValue *am = mil_add_reduce_argmax(f, "am", x, -1, 0);
+        assert_ok(p);
+        assert_string_equal(ty(g), "tensor<fp32, [2, 3]>");
+        assert_string_equal(ty(am), "tensor<int32, [4]>");
+        assert_int_equal(mil_op_input(g->producer, "batch_dims") != NULL, v[k].batch_dims);
+        assert_int_equal(mil_op_input(g->producer, "validate_indices") != NULL, v[k].validate);
+        assert_int_equal(mil_op_input(ga->producer, "validate_indices") != NULL, v[k].validate);
+        assert_int_equal(mil_op_input(am->producer, "output_dtype") != NULL, v[k].output_dtype);
+        MilValue *outs[3] = {g, ga, am};
+        mil_set_outputs(f, 3, outs);
+        Err e;
+        assert_int_equal(mil_program_validate(p, 0, &e), 0);
+        if (!v[k].validate) {
+            assert_null(mil_add_op1(f, "gather_along_axis", "ga2", 3,
+                                    (MilIn[]){MIL_IN("x", x), MIL_IN("indices", ia),
+                                              MIL_IN("validate_indices", mil_const_bool(f, "vi", 0))}));
+            assert_fails(p, "input 'validate_indices' exists from opset CoreML7");
+        }
+        mil_program_free(p);
+    }
+    /* a non-zero batch_dims cannot be expressed before iOS 16 */
+    MilProgram *p = mil_program_new();
+    MilFunction *f = mil_function_new(p, "main", "CoreML5");
+    MilValue *x = mil_input(f, "x", MIL_FP32, 2, (int64_t[]){4, 3});
+    MilValue *ix = mil_input(f, "ix", MIL_INT32, 2, (int64_t[]){4, 2});
+    assert_null(mil_add_gather(f, "g", x, ix, 1, 1));
+    assert_fails(p, "input 'batch_dims' exists from opset CoreML6");
+    mil_program_free(p);
+}
+
 /* ==== conv ==== */
 
 static void test_conv_dilation_and_same_lower(void **state) {
@@ -288,6 +336,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_mixed_dtypes),
         cmocka_unit_test(test_argmax_output_dtype_case),
         cmocka_unit_test(test_gather_validate_indices),
+        cmocka_unit_test(test_later_parameters),
         cmocka_unit_test(test_conv_dilation_and_same_lower),
         cmocka_unit_test(test_program_opsets_ranks),
     };
