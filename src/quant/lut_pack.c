@@ -27,10 +27,23 @@ static inline void unpack_word(uint64_t word, int cnt, int bits, uint8_t *e) {
     for (int t = 0; t < cnt; t++) e[t] = (uint8_t)((word >> (t * bits)) & mask);
 }
 
+/* 6 bits, the common width, four elements to three bytes without the generic word loop
+ * (several times faster); the same stream as the generic code. */
+static size_t pack6_quads(const uint8_t *idx, size_t n, uint8_t *out) {
+    size_t q = n / 8 * 2; /* whole groups of eight only, so the generic tail code follows */
+    for (size_t i = 0; i < q; i++) {
+        const uint8_t *e = idx + 4 * i;
+        uint32_t v = (uint32_t)(e[0] & 63) | (uint32_t)(e[1] & 63) << 6 | (uint32_t)(e[2] & 63) << 12 |
+                     (uint32_t)(e[3] & 63) << 18;
+        out[3 * i] = (uint8_t)v, out[3 * i + 1] = (uint8_t)(v >> 8), out[3 * i + 2] = (uint8_t)(v >> 16);
+    }
+    return q / 2;
+}
+
 void lut_pack_indices(const uint8_t *idx, size_t n, int bits, uint8_t *out) {
     if (!valid_bits(bits)) return;
-    size_t full = n / 8;
-    for (size_t g = 0; g < full; g++) {
+    size_t full = n / 8, g0 = bits == 6 ? pack6_quads(idx, n, out) : 0;
+    for (size_t g = g0; g < full; g++) {
         uint64_t word = pack_word(idx + 8 * g, 8, bits);
         for (int b = 0; b < bits; b++) out[g * (size_t)bits + (size_t)b] = (uint8_t)(word >> (8 * b));
     }
