@@ -284,7 +284,11 @@ int blob_writer_open(BlobWriter **out, const char *path, Err *e) {
     if (fd < 0) return err_errno(e, "cannot create %s", path);
     BlobWriter *w = xcalloc(1, sizeof *w);
     w->fd = fd;
+#ifdef O_DIRECT
     w->dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC); /* -1 where unsupported (the page cache then) */
+#else
+    w->dfd = -1; /* no O_DIRECT (macOS): every write through the page cache */
+#endif
     if (posix_memalign((void **)&w->stage, DIRECT_ALIGN, STAGE_BYTES)) w->stage = xmalloc(STAGE_BYTES);
     if (posix_memalign((void **)&w->spare, DIRECT_ALIGN, STAGE_BYTES)) w->spare = xmalloc(STAGE_BYTES);
     w->path = xstrdup(path);
