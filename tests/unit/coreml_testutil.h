@@ -43,6 +43,14 @@ static inline char *shared_path(const char *rel) {
 }
 
 /* A fresh scratch directory under TEST_TMP (or /tmp); caller removes and frees. */
+/* Fails the test with e's message when rc < 0 (the library's return convention). */
+static inline void ok(int rc, const Err *e) {
+    if (rc < 0) {
+        print_error("unexpected error: %s\n", e->msg);
+        fail();
+    }
+}
+
 static inline char *scratch_dir(const char *tag) {
     const char *base = getenv("TEST_TMP");
     if (!base || !*base) base = "/tmp";

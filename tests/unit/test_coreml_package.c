@@ -32,13 +32,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-static void ok(int rc, const Err *e) {
-    if (rc < 0) {
-        print_error("unexpected error: %s\n", e->msg);
-        fail();
-    }
-}
-
 /* Deterministic bytes. */
 static void fill(void *p, size_t n, uint32_t seed) {
     uint8_t *b = p;

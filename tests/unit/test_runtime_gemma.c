@@ -45,13 +45,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-static void ok(int rc, const Err *e) {
-    if (rc < 0) {
-        print_error("unexpected error: %s\n", e->msg);
-        fail();
-    }
-}
-
 #define WINDOW 16
 #define CTX 64
 #define BATCH 8

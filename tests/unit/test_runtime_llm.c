@@ -35,13 +35,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-static void ok(int rc, const Err *e) {
-    if (rc < 0) {
-        print_error("unexpected error: %s\n", e->msg);
-        fail();
-    }
-}
-
 static void write_file(const char *dir, const char *name, const char *text) {
     char *p = path_join(dir, name);
     write_bytes(p, text, strlen(text));
