@@ -449,16 +449,14 @@ static size_t argmin_split(const double *pw, const double *ps1, const double *ps
     lanes_merge(va[0], ia[0], &bv, &bi);
     lanes_merge(va[1], ia[1], &bv, &bi);
     if (i == hi) { /* an odd last one */
-        double w = wj - pw[i], s = sj - ps1[i], q = qj - ps2[i];
-        double v = pD[i] + (q - s * s / w);
-        int take = v < bv;
-        bi = take ? i : bi;
-        bv = take ? v : bv;
+        double v;
+        argmin_split_short(pw, ps1, ps2, pD, i, i, wj, sj, qj, &v);
+        bi = v < bv ? i : bi;
+        bv = v < bv ? v : bv;
     }
     *best = bv;
     return bi;
 }
-
 
 /* Boundary c may sit on edges [lo[c], hi[c]] of level lv. off[c] is where its cells
  * start in wk->D / wk->back. */
