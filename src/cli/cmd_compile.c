@@ -19,14 +19,13 @@ static const char usage_text[] =
     ".mlpackage itself on first load, so the packages are usable as they are.\n\n"
     "  --output DIR   where the .mlmodelc folders go (default: beside each package)\n";
 
-/* The folder holding `pkg` (new string). */
+/* The folder holding `pkg` (new string); a trailing slash does not count. */
 static char *parent_dir(const char *pkg) {
-    size_t len = strlen(pkg);
-    while (len > 1 && pkg[len - 1] == '/') len--;
-    while (len > 0 && pkg[len - 1] != '/') len--;
-    if (len == 0) return xstrdup(".");
-    while (len > 1 && pkg[len - 1] == '/') len--;
-    return xasprintf("%.*s", (int)len, pkg);
+    char *p = xstrdup(pkg);
+    for (size_t len = strlen(p); len > 1 && p[len - 1] == '/'; len--) p[len - 1] = 0;
+    char *dir = path_dir(p);
+    free(p);
+    return dir;
 }
 
 static int check_package(const char *path) {

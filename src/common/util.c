@@ -93,8 +93,7 @@ int file_read_all(const char *path, size_t max_len, char **out, size_t *len, Err
     return 0;
 }
 
-/* Directory part of a path ("." for a bare name); caller frees. */
-static char *parent_of(const char *path) {
+char *path_dir(const char *path) {
     const char *s = strrchr(path, '/');
     if (!s) return xstrdup(".");
     if (s == path) return xstrdup("/");
@@ -134,7 +133,7 @@ int file_write_atomic(const char *path, const void *data, size_t len, Err *e) {
     }
     free(tmp);
     killpoint("file renamed into place", path);
-    char *dir = parent_of(path);
+    char *dir = path_dir(path);
     Err ignore;
     fsync_path(dir, &ignore);
     free(dir);

@@ -32,6 +32,8 @@ int path_exists(const char *path);
 int path_is_dir(const char *path);
 /* "a" + "/" + "b"; caller frees. */
 char *path_join(const char *a, const char *b);
+/* Directory part of a path: "." for a bare name, "/" at the root; caller frees. */
+char *path_dir(const char *path);
 /* Last component of a path (points into the argument). */
 const char *path_basename(const char *path);
 /* mkdir -p. */

@@ -56,16 +56,6 @@ static int plain_rel_path(const char *p) {
     return 1;
 }
 
-static char *dir_of(const char *path) {
-    const char *s = strrchr(path, '/');
-    if (!s) return xstrdup(".");
-    if (s == path) return xstrdup("/");
-    char *d = xmalloc((size_t)(s - path) + 1);
-    memcpy(d, path, (size_t)(s - path));
-    d[s - path] = 0;
-    return d;
-}
-
 /* ==== Writer ==== */
 
 struct PkgWriter {
@@ -105,7 +95,7 @@ int pkg_writer_open(PkgWriter **out, const char *path, Err *e) {
     w->path = xmalloc(n + 1);
     memcpy(w->path, path, n);
     w->path[n] = 0;
-    char *parent = dir_of(w->path);
+    char *parent = path_dir(w->path);
     if (mkdir_p(parent, e) < 0) {
         err_wrap(e, "creating the directory for %s", w->path);
         free(parent);
@@ -247,7 +237,7 @@ static int publish(PkgWriter *w, Err *e) {
     }
     free(w->tmp);
     w->tmp = NULL;   /* nothing to clean up any more */
-    char *parent = dir_of(w->path);
+    char *parent = path_dir(w->path);
     Err ignore;
     fsync_path(parent, &ignore);
     free(parent);
@@ -461,7 +451,7 @@ int pkg_open(Package **out, const char *path, unsigned flags, Err *e) {
     pkg->model_id = xstrdup(m.model_id);
     pkg->weights_id = m.weights_id ? xstrdup(m.weights_id) : NULL;
     c.pkg = pkg;
-    c.model_dir = dir_of(model_file);
+    c.model_dir = path_dir(model_file);
     if (load_model(pkg, &c, (const uint8_t *)model, model_len, flags, e) < 0) {
         err_wrap(e, "%s", path);
         goto out;
