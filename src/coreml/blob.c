@@ -105,6 +105,9 @@ struct BlobWriter {
     uint64_t digest[2];
     uint64_t reused_bytes;
     int no_dedup;        /* blob_writer_set_dedup(w, 0) */
+    BlobWriter *mirror;  /* receives a copy of every byte written here (blob_writer_mirror) */
+    BlobWriter *mirror_of; /* set while this file is a mirror still being written */
+    int mirror_failed;   /* the mirrored writer was freed before it finished */
     struct {             /* the blob being streamed (blob_writer_begin .. end) */
         int active;
         uint32_t code;
@@ -115,7 +118,7 @@ struct BlobWriter {
 
 /* Writes n bytes at off: directly when possible, else (or when the file system refuses a
  * direct write) through the page cache. Returns 0 or an errno value. */
-static int pwrite_raw(BlobWriter *w, const uint8_t *p, size_t n, uint64_t off) {
+static int pwrite_one(BlobWriter *w, const uint8_t *p, size_t n, uint64_t off) {
     while (n) {
         int direct = w->dfd >= 0 && off % DIRECT_ALIGN == 0 && n % DIRECT_ALIGN == 0 &&
                      (uintptr_t)p % DIRECT_ALIGN == 0;
@@ -130,6 +133,12 @@ static int pwrite_raw(BlobWriter *w, const uint8_t *p, size_t n, uint64_t off) {
         p += k, off += (uint64_t)k, n -= (size_t)k;
     }
     return 0;
+}
+
+/* pwrite_one to this file and its mirror. */
+static int pwrite_raw(BlobWriter *w, const uint8_t *p, size_t n, uint64_t off) {
+    int err = pwrite_one(w, p, n, off);
+    return err || !w->mirror ? err : pwrite_one(w->mirror, p, n, off);
 }
 
 static void *io_main(void *arg) {
@@ -214,8 +223,14 @@ static int stage_flush(BlobWriter *w, Err *e) {
     return 0;
 }
 
+static void alloc_stages(BlobWriter *w) {
+    if (posix_memalign((void **)&w->stage, DIRECT_ALIGN, STAGE_BYTES)) w->stage = xmalloc(STAGE_BYTES);
+    if (posix_memalign((void **)&w->spare, DIRECT_ALIGN, STAGE_BYTES)) w->spare = xmalloc(STAGE_BYTES);
+}
+
 static int write_all(BlobWriter *w, const void *data, uint64_t n, Err *e) {
     const uint8_t *p = data;
+    if (n && !w->stage) alloc_stages(w);
     while (n) {
         size_t used = (size_t)(w->size - w->stage_off), take = STAGE_BYTES - used;
         if (take > n) take = (size_t)n;
@@ -267,14 +282,15 @@ static int cut_back(BlobWriter *w, uint64_t to, Err *e) {
     return 0;
 }
 
-static int write_header(BlobWriter *w, Err *e) {
+/* The header with w's blob count into `to`'s file (w itself or its mirror). */
+static int write_header(const BlobWriter *w, const BlobWriter *to, Err *e) {
     uint8_t h[BLOB_HEADER_SIZE] = {0};
     put_u32(h, w->count);
     put_u32(h + 4, BLOB_VERSION);
     ssize_t k;
-    do k = pwrite(w->fd, h, sizeof h, 0);
+    do k = pwrite(to->fd, h, sizeof h, 0);
     while (k < 0 && errno == EINTR);
-    if (k != (ssize_t)sizeof h) return err_errno(e, "cannot write the header of %s", w->path);
+    if (k != (ssize_t)sizeof h) return err_errno(e, "cannot write the header of %s", to->path);
     return 0;
 }
 
@@ -289,8 +305,7 @@ int blob_writer_open(BlobWriter **out, const char *path, Err *e) {
 #else
     w->dfd = -1; /* no O_DIRECT (macOS): every write through the page cache */
 #endif
-    if (posix_memalign((void **)&w->stage, DIRECT_ALIGN, STAGE_BYTES)) w->stage = xmalloc(STAGE_BYTES);
-    if (posix_memalign((void **)&w->spare, DIRECT_ALIGN, STAGE_BYTES)) w->spare = xmalloc(STAGE_BYTES);
+    alloc_stages(w);
     w->path = xstrdup(path);
     w->n_buckets = 1024;
     w->buckets = xmalloc(sizeof *w->buckets * (size_t)w->n_buckets);
@@ -310,6 +325,15 @@ int blob_writer_open(BlobWriter **out, const char *path, Err *e) {
 void blob_writer_free(BlobWriter *w) {
     if (!w) return;
     io_stop(w);
+    if (w->mirror) { /* unfinished: its mirror is not a copy of anything */
+        w->mirror->mirror_of = NULL;
+        w->mirror->mirror_failed = 1;
+    }
+    if (w->mirror_of) { /* the mirrored writer goes on alone */
+        Err ignore;
+        io_wait(w->mirror_of, &ignore);
+        w->mirror_of->mirror = NULL;
+    }
     if (w->fd >= 0) close(w->fd);
     if (w->dfd >= 0) close(w->dfd);
     free(w->stage);
@@ -370,6 +394,14 @@ uint64_t blob_content_hash(MilDType dt, const void *data, uint64_t nbytes) {
     return hash64(data ? data : "", (size_t)nbytes, blob_dtype_code(dt));
 }
 
+/* A mirror takes no blobs of its own until its source is finished (and never after a failed one). */
+static int check_not_mirroring(const BlobWriter *w, Err *e) {
+    if (w->mirror_of) return err_set(e, "%s: a mirror of %s cannot be written to before it is finished", w->path,
+                                     w->mirror_of->path);
+    if (w->mirror_failed) return err_set(e, "%s: the weight file it mirrors was not finished", w->path);
+    return 0;
+}
+
 /* Checks an add or begin: the dtype can be stored, the size is representable. */
 static int check_blob(BlobWriter *w, MilDType dt, uint64_t numel, uint32_t *code, uint64_t *nbytes, Err *e) {
     *code = blob_dtype_code(dt);
@@ -378,7 +410,7 @@ static int check_blob(BlobWriter *w, MilDType dt, uint64_t numel, uint32_t *code
         return err_set(e, "%s: blob of %llu elements is too large", w->path, (unsigned long long)numel);
     if (w->count == UINT32_MAX) return err_set(e, "%s: too many blobs", w->path);
     if (w->st.active) return err_set(e, "%s: a streamed blob is still open", w->path);
-    return 0;
+    return check_not_mirroring(w, e);
 }
 
 /* An earlier blob with the same hash, dtype and count whose bytes equal `nbytes` bytes (in
@@ -521,14 +553,79 @@ int blob_writer_end(BlobWriter *w, uint64_t *offset, int *reused, Err *e) {
     return 0;
 }
 
+/* Length, header and fsync of `to`'s file (w's or its mirror's) once w's bytes are all in it. */
+static int seal_file(const BlobWriter *w, const BlobWriter *to, Err *e) {
+    if (ftruncate(to->fd, (off_t)w->size) < 0) return err_errno(e, "cannot set the length of %s", to->path);
+    if (write_header(w, to, e) < 0) return -1;
+    killpoint("weight.bin header written", to->path);
+    if (fsync(to->fd) < 0 && errno != EINVAL && errno != EROFS) return err_errno(e, "cannot sync %s", to->path);
+    return 0;
+}
+
+/* The finished mirror m of w takes over w's record of what the file holds. */
+static void adopt(BlobWriter *m, const BlobWriter *w) {
+    m->size = m->stage_off = w->size;
+    m->count = w->count;
+    m->n_entries = m->cap_entries = w->n_entries;
+    free(m->entries);
+    m->entries = w->n_entries ? xmalloc(sizeof *m->entries * (size_t)w->n_entries) : NULL;
+    if (w->n_entries) memcpy(m->entries, w->entries, sizeof *m->entries * (size_t)w->n_entries);
+    m->n_buckets = w->n_buckets;
+    free(m->buckets);
+    m->buckets = xmalloc(sizeof *m->buckets * (size_t)w->n_buckets);
+    memcpy(m->buckets, w->buckets, sizeof *m->buckets * (size_t)w->n_buckets);
+    m->digest[0] = w->digest[0];
+    m->digest[1] = w->digest[1];
+    free(m->stage); /* allocated again if anything is added later */
+    free(m->spare);
+    m->stage = m->spare = NULL;
+    m->mirror_of = NULL;
+}
+
 int blob_writer_finish(BlobWriter *w, Err *e) {
     if (w->st.active) return err_set(e, "%s: a streamed blob was not ended", w->path);
-    if (stage_flush(w, e) < 0) return -1;
-    if (ftruncate(w->fd, (off_t)w->size) < 0) return err_errno(e, "cannot set the length of %s", w->path);
-    if (write_header(w, e) < 0) return -1;
-    killpoint("weight.bin header written", w->path);
-    if (fsync(w->fd) < 0 && errno != EINVAL && errno != EROFS) return err_errno(e, "cannot sync %s", w->path);
+    if (check_not_mirroring(w, e) < 0 || stage_flush(w, e) < 0 || seal_file(w, w, e) < 0) return -1;
+    if (w->mirror) {
+        BlobWriter *m = w->mirror;
+        if (seal_file(w, m, e) < 0) return -1;
+        adopt(m, w);
+        w->mirror = NULL;
+    }
     return 0;
+}
+
+int blob_writer_mirror(BlobWriter *src, BlobWriter *m, Err *e) {
+    int fresh = src->size == BLOB_HEADER_SIZE && m->size == BLOB_HEADER_SIZE && !src->stage_off && !m->stage_off &&
+                !src->count && !m->count && !src->io.started && !m->io.started;
+    if (!fresh || src->mirror || src->mirror_of || m->mirror || m->mirror_of || m->mirror_failed || src == m)
+        return err_set(e, "%s cannot mirror %s: both weight files must be new and not mirrored already", m->path,
+                       src->path);
+    src->mirror = m;
+    m->mirror_of = src;
+    return 0;
+}
+
+int blob_writer_find(const BlobWriter *w, uint64_t hash, MilDType dt, uint64_t numel, uint64_t *offset) {
+    uint32_t code = blob_dtype_code(dt);
+    for (int i = w->buckets[hash & (uint64_t)(w->n_buckets - 1)]; i >= 0; i = w->entries[i].next) {
+        const Entry *en = &w->entries[i];
+        if (en->hash == hash && en->code == code && en->numel == numel) {
+            *offset = en->offset;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int blob_writer_has_blob(const BlobWriter *w, uint64_t offset, MilDType dt, uint64_t numel) {
+    int lo = 0, hi = w->n_entries; /* entries are in file order */
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (w->entries[mid].offset < offset) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < w->n_entries && w->entries[lo].offset == offset && w->entries[lo].code == blob_dtype_code(dt) &&
+           w->entries[lo].numel == numel;
 }
 
 void blob_writer_set_dedup(BlobWriter *w, int on) { w->no_dedup = !on; }

@@ -87,6 +87,17 @@ uint64_t blob_writer_size(const BlobWriter *w);       /* file size so far */
 uint64_t blob_writer_reused_bytes(const BlobWriter *w); /* bytes not written thanks to sharing */
 /* A 128-bit digest of everything written (dtype, size, content of each blob, in order). */
 void blob_writer_digest(const BlobWriter *w, uint64_t digest[2]);
+/* Makes m's file a byte copy of src's, written as src writes (so the bytes are produced once
+ * and never read back to be copied). Both must be freshly opened. Until src is finished, m
+ * refuses blobs and finishing; when src finishes, m's file is complete and synced and m knows
+ * its blobs (count, digest, blob_writer_has_blob) -- finishing m then only seals it again. If
+ * src is freed unfinished, m is useless and refuses everything but freeing. */
+int blob_writer_mirror(BlobWriter *src, BlobWriter *m, Err *e);
+/* A blob of the file with this content hash (blob_content_hash), dtype and count: 1 and its
+ * metadata offset, or 0. The bytes are not compared: for blobs known only by their hash. */
+int blob_writer_find(const BlobWriter *w, uint64_t hash, MilDType dt, uint64_t numel, uint64_t *offset);
+/* 1 if the file holds a blob of numel elements of dtype dt at metadata offset `offset`. */
+int blob_writer_has_blob(const BlobWriter *w, uint64_t offset, MilDType dt, uint64_t numel);
 
 /* ==== Reading ==== */
 

@@ -177,6 +177,26 @@ int pkg_writer_blob_end(PkgWriter *w, MilBlobRef *ref, Err *e) {
 
 void pkg_writer_set_dedup(PkgWriter *w, int on) { blob_writer_set_dedup(w->blobs, on); }
 
+int pkg_writer_mirror(PkgWriter *w, PkgWriter *m, Err *e) { return blob_writer_mirror(w->blobs, m->blobs, e); }
+
+int pkg_writer_find_blob(PkgWriter *w, uint64_t hash, MilDType dt, uint64_t numel, MilBlobRef *ref) {
+    uint64_t off, nbytes;
+    memset(ref, 0, sizeof *ref);
+    if (mil_packed_size(dt, numel, &nbytes) < 0 || !blob_writer_find(w->blobs, hash, dt, numel, &off)) return 0;
+    blob_ref(w, off, nbytes, ref);
+    return 1;
+}
+
+int pkg_writer_ref_blob(PkgWriter *w, uint64_t offset, MilDType dt, uint64_t numel, MilBlobRef *ref, Err *e) {
+    uint64_t nbytes;
+    memset(ref, 0, sizeof *ref);
+    if (mil_packed_size(dt, numel, &nbytes) < 0 || !blob_writer_has_blob(w->blobs, offset, dt, numel))
+        return err_set(e, "%s: its weight.bin has no %s blob of %llu elements at offset %llu", w->path,
+                       mil_dtype_name(dt), (unsigned long long)numel, (unsigned long long)offset);
+    blob_ref(w, offset, nbytes, ref);
+    return 0;
+}
+
 static int sink_put(void *ctx, MilDType dt, uint64_t numel, const void *data, MilBlobRef *out, Err *e) {
     return pkg_writer_add_blob(ctx, dt, numel, data, out, e);
 }
@@ -191,6 +211,7 @@ void pkg_writer_stats(const PkgWriter *w, PkgWriteStats *s) {
     s->weight_bytes = blob_writer_size(w->blobs);
     s->shared_bytes = blob_writer_reused_bytes(w->blobs);
     s->model_bytes = w->model_bytes;
+    blob_writer_digest(w->blobs, s->digest);
 }
 
 /* Encoder callback: the offset of a const's data in this package's weight.bin. */

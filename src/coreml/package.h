@@ -130,6 +130,15 @@ int pkg_writer_blob_append(PkgWriter *w, const void *data, size_t n, Err *e);
 int pkg_writer_blob_end(PkgWriter *w, MilBlobRef *ref, Err *e);
 /* Identical blobs are stored once unless this is turned off (then every add writes a copy). */
 void pkg_writer_set_dedup(PkgWriter *w, int on);
+/* Makes m's weight.bin a byte copy of w's, written as w writes it (blob_writer_mirror): both
+ * freshly opened. Once w is finished, m's blobs are referenced with pkg_writer_ref_blob. */
+int pkg_writer_mirror(PkgWriter *w, PkgWriter *m, Err *e);
+/* A blob already in w's weight.bin with this content hash (blob_content_hash), dtype and count,
+ * taken as equal without comparing bytes: 1 and *ref, or 0. */
+int pkg_writer_find_blob(PkgWriter *w, uint64_t hash, MilDType dt, uint64_t numel, MilBlobRef *ref);
+/* A reference to the blob of numel elements of dtype dt already in w's weight.bin at metadata
+ * offset `offset` (a finished mirror's blobs); an error if there is none such. */
+int pkg_writer_ref_blob(PkgWriter *w, uint64_t offset, MilDType dt, uint64_t numel, MilBlobRef *ref, Err *e);
 /* Validates the program (mil_error, mil_program_validate), derives the description, writes
  * model.mlmodel and Manifest.json, syncs and renames into place. meta may be NULL.
  * Frees w whatever the outcome (on failure the temporary directory is removed). */
@@ -143,6 +152,7 @@ typedef struct PkgWriteStats {
     uint64_t weight_bytes;        /* size of weight.bin */
     uint64_t shared_bytes;        /* bytes not written because a blob was reused */
     uint64_t model_bytes;         /* size of model.mlmodel */
+    uint64_t digest[2];           /* of weight.bin's blobs (blob_writer_digest) */
 } PkgWriteStats;
 void pkg_writer_stats(const PkgWriter *w, PkgWriteStats *s);   /* any time before finish */
 

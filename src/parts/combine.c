@@ -13,6 +13,17 @@
  * the blobs already copied from that offset and shares the equal one's copy, which is what
  * the writer's own search would find (a blob is stored once) without hashing it and reading
  * the copy back from the new file.
+ *
+ * When steps 3 and 5 run together, step 3 also writes the first package's weight.bin into the
+ * combined package (part_write_ffn_mirrored). Copying by reference then points the first
+ * function's consts at their source offsets in that copy, which is the file copying would
+ * write if the first source's blobs are met in file order (checked; else it copies). A later
+ * source whose weight digest equals the mirror's holds the same blobs at the same offsets and
+ * is referenced the same way; any other (Gemma's prefill_rotate, which adds its band mask
+ * first) has its blobs hashed and found in the mirror by content hash, dtype and count, and
+ * the ones not there are appended -- where copying would append them. So no weight byte of
+ * the first source is read or written again, and the package is the same bytes either way
+ * (trusting equal 64-bit content hashes, as the digests do, instead of comparing bytes).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -22,6 +33,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "coreml/blob.h"
 #include "mil/ops.h"
 #include "parts/internal.h"
 
@@ -40,6 +52,11 @@ typedef struct Copier {
     const char *src_path;
     int record;              /* note each blob added in `copied` */
     int match;               /* look for each blob in `copied` first */
+    int by_reference;        /* w's weight.bin mirrors the first source's (see the top) */
+    const int *same_file;    /* by reference: [source] its weight digest equals the mirror's */
+    int source;              /* index of the function being copied */
+    uint64_t next_offset;    /* by reference: where copying would put the next new blob */
+    int unusable;            /* by reference: copying would lay the file out differently */
     CopiedBlob *copied;
     int n_copied, cap_copied, last_match;
     uint64_t matched_bytes;  /* bytes shared that way */
@@ -84,10 +101,66 @@ static int match_copied(Copier *c, MilDType dt, uint64_t numel, const MilConst *
     return 0;
 }
 
+static uint64_t align64(uint64_t x) { return (x + 63) / 64 * 64; }
+
+/* By reference, a blob of a source whose digest differs from the mirror's: found by content,
+ * or appended (as copying would do: the writer finds equal bytes the same way). */
+static int ref_blob_by_content(Copier *c, MilDType dt, uint64_t numel, const MilConst *src, MilBlobRef *ref, Err *e) {
+    if (!src->blob.data) return err_set(e, "%s: a weight blob is not mapped; the package cannot be copied", c->src_path);
+    uint64_t h = blob_content_hash(dt, src->blob.data, src->blob.nbytes);
+    if (pkg_writer_find_blob(c->w, h, dt, numel, ref)) {
+        c->matched_bytes += src->blob.nbytes;
+    } else if (pkg_writer_add_blob_hashed(c->w, dt, numel, src->blob.data, h, ref, e) < 0) {
+        return -1;
+    }
+    release_pages(src->blob.data, src->blob.nbytes);
+    return 0;
+}
+
+/* By reference: the blob's place in the mirror. 0, or -1 (with c->unusable set when copying
+ * would lay the file out differently: the first source's blobs out of file order, or a blob
+ * the mirror does not hold). */
+static int ref_blob(Copier *c, MilDType dt, uint64_t numel, const MilConst *src, MilBlobRef *ref, Err *e) {
+    if (!c->same_file[c->source]) return ref_blob_by_content(c, dt, numel, src, ref, e);
+    for (int t = 0; t < c->n_copied; t++) { /* met before at this offset */
+        int i = (c->last_match + t) % c->n_copied;
+        const CopiedBlob *b = &c->copied[i];
+        if (b->src_offset != src->blob.offset) continue;
+        if (b->dt != dt || b->numel != numel || b->ref.nbytes != src->blob.nbytes) break;
+        *ref = b->ref;
+        c->last_match = i;
+        c->matched_bytes += src->blob.nbytes;
+        return 0;
+    }
+    if (c->source > 0 || src->blob.offset != c->next_offset ||
+        pkg_writer_ref_blob(c->w, src->blob.offset, dt, numel, ref, e) < 0) {
+        c->unusable = 1;
+        return err_set(e, "%s: its blobs are not laid out as the mirrored weight file's", c->src_path);
+    }
+    c->next_offset = align64(src->blob.offset + BLOB_METADATA_SIZE + src->blob.nbytes);
+    note_copied(c, dt, numel, src, ref);
+    return 0;
+}
+
+/* By reference, once the first function is copied: it used every blob of the mirror (copying
+ * would drop unused ones). */
+static int check_mirror_used(Copier *c, Err *e) {
+    PkgWriteStats st;
+    pkg_writer_stats(c->w, &st);
+    if (st.blobs == (uint32_t)c->n_copied && align64(st.weight_bytes) == c->next_offset) return 0;
+    c->unusable = 1;
+    return err_set(e, "%s: the mirrored weight file holds blobs its function does not use", c->src_path);
+}
+
 /* The same const data, its blob (if any) re-added to the new weight file. */
 static const MilConst *copy_const(Copier *c, const MilType *t, const MilConst *src, Err *e) {
     MilConst *k = mil_alloc(c->dst, sizeof *k);
     *k = *src;
+    if (src->kind == MIL_CONST_BLOB && c->by_reference) {
+        int64_t numel = mil_type_numel(t);
+        if (numel < 0) return err_set(e, "%s: a blob const has an unknown shape", c->src_path), NULL;
+        return ref_blob(c, t->dtype, (uint64_t)numel, src, &k->blob, e) < 0 ? NULL : k;
+    }
     if (src->kind == MIL_CONST_BLOB) {
         if (!src->blob.data)
             return err_set(e, "%s: a weight blob is not mapped; the package cannot be copied", c->src_path), NULL;
@@ -218,46 +291,89 @@ static const MilFunction *main_function(const Package *pkg, const char *path, Er
     return f;
 }
 
-int part_combine(int n, const char *const *paths, const char *const *names, const char *out_path, int separate_copies,
-                 PartReport *r, Err *e) {
-    memset(r, 0, sizeof *r);
+static int open_sources(int n, const char *const *paths, Package **pkgs, const MilFunction **fns, Err *e) {
     AN_ASSERT(n >= 1 && n <= PLAN_FFN_FUNCTIONS);
-    Package *pkgs[PLAN_FFN_FUNCTIONS] = {0};
-    const MilFunction *fns[PLAN_FFN_FUNCTIONS] = {0};
+    for (int i = 0; i < n; i++) {
+        if (pkg_open(&pkgs[i], paths[i], 0, e) < 0) return err_wrap(e, "step 5 reads %s", paths[i]);
+        if (!(fns[i] = main_function(pkgs[i], paths[i], e))) return -1;
+    }
+    return 0;
+}
+
+/* The functions of the sources into w (finished, or aborted on failure). same_file non-NULL:
+ * by reference, w's weight.bin mirrors the first source's; *unusable is set if it cannot be
+ * used after all. */
+static int combine_into(PkgWriter *w, const int *same_file, int separate_copies, int n, Package *const *pkgs,
+                        const MilFunction *const *fns, const char *const *paths, const char *const *names,
+                        PartReport *r, int *unusable, Err *e) {
+    MilProgram *dst = mil_program_new();
+    pkg_writer_attach(w, dst);
+    if (separate_copies) pkg_writer_set_dedup(w, 0);
+    Copier c = {.w = w, .dst = dst, .record = !separate_copies, .match = !separate_copies,
+                .by_reference = same_file != NULL, .same_file = same_file, .next_offset = BLOB_HEADER_SIZE};
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
-        if (pkg_open(&pkgs[i], paths[i], 0, e) < 0) rc = err_wrap(e, "step 5 reads %s", paths[i]);
-        else if (!(fns[i] = main_function(pkgs[i], paths[i], e))) rc = -1;
+        c.src_path = paths[i];
+        c.source = i;
+        rc = copy_function(&c, fns[i], names[i], e);
+        if (rc == 0 && i == 0 && c.by_reference) rc = check_mirror_used(&c, e);
     }
-    PkgWriter *w = NULL;
-    MilProgram *dst = mil_program_new();
-    if (rc == 0) rc = pkg_writer_open(&w, out_path, e);
-    if (rc == 0) {
-        pkg_writer_attach(w, dst);
-        if (separate_copies) pkg_writer_set_dedup(w, 0);
-        Copier c = {.w = w, .dst = dst, .record = !separate_copies, .match = !separate_copies};
-        for (int i = 0; i < n && rc == 0; i++) {
-            c.src_path = paths[i];
-            rc = copy_function(&c, fns[i], names[i], e);
-        }
-        mil_program_set_default_function(dst, names[0]);
-        r->shared_bytes = c.matched_bytes;
-        free(c.copied);
-    }
+    mil_program_set_default_function(dst, names[0]);
+    PkgWriteStats st;
+    pkg_writer_stats(w, &st);
+    *unusable = c.unusable;
+    r->shared_bytes = c.matched_bytes + st.shared_bytes;
+    r->blobs = st.blobs;
+    r->mirrored = c.by_reference;
+    free(c.copied);
     if (rc == 0) {
         PartMeta m;
         char desc[128];
         merge_metadata(&m, pkgs, n, desc, sizeof desc);
-        PkgWriteStats st;
-        pkg_writer_stats(w, &st);
-        r->blobs = st.blobs;
-        r->shared_bytes += st.shared_bytes;
         rc = pkg_writer_finish(w, dst, &m.md, e);
-        if (rc == 0) part_report_finish(r, out_path);
-    } else if (w) {
+    } else {
         pkg_writer_abort(w);
     }
     mil_program_free(dst);
+    return rc;
+}
+
+/* same[i]: source i holds the blobs the mirror holds; returns same[0] (the mirror is usable). */
+static int digests_agree(int n, PkgWriter *mirrored, const uint64_t (*digests)[2], int *same) {
+    PkgWriteStats st;
+    pkg_writer_stats(mirrored, &st);
+    for (int i = 0; i < n; i++) same[i] = digests[i][0] == st.digest[0] && digests[i][1] == st.digest[1];
+    return same[0];
+}
+
+static int combine(int n, const char *const *paths, const char *const *names, PkgWriter *mirrored,
+                   const uint64_t (*digests)[2], int separate_copies, const char *out_path, PartReport *r, Err *e) {
+    memset(r, 0, sizeof *r);
+    Package *pkgs[PLAN_FFN_FUNCTIONS] = {0};
+    const MilFunction *fns[PLAN_FFN_FUNCTIONS] = {0};
+    int rc = open_sources(n, paths, pkgs, fns, e), unusable = 1, same[PLAN_FFN_FUNCTIONS];
+    if (rc == 0 && mirrored && digests_agree(n, mirrored, digests, same)) {
+        rc = combine_into(mirrored, same, 0, n, pkgs, fns, paths, names, r, &unusable, e);
+        mirrored = NULL;
+        if (rc < 0 && unusable) rc = 0, memset(r, 0, sizeof *r), memset(e, 0, sizeof *e); /* copy instead */
+    }
+    if (mirrored) pkg_writer_abort(mirrored);
+    if (rc == 0 && unusable) {
+        PkgWriter *w;
+        rc = pkg_writer_open(&w, out_path, e);
+        if (rc == 0) rc = combine_into(w, NULL, separate_copies, n, pkgs, fns, paths, names, r, &unusable, e);
+    }
+    if (rc == 0) part_report_finish(r, out_path);
     for (int i = 0; i < n; i++) pkg_close(pkgs[i]);
     return rc;
+}
+
+int part_combine(int n, const char *const *paths, const char *const *names, const char *out_path, int separate_copies,
+                 PartReport *r, Err *e) {
+    return combine(n, paths, names, NULL, NULL, separate_copies, out_path, r, e);
+}
+
+int part_combine_mirrored(int n, const char *const *paths, const char *const *names, PkgWriter *mirrored,
+                          const uint64_t (*digests)[2], const char *out_path, PartReport *r, Err *e) {
+    return combine(n, paths, names, mirrored, digests, 0, out_path, r, e);
 }

@@ -22,6 +22,12 @@
 #include "parts/meta.h"
 #include "parts/plan.h"
 
+/* A combined package (step 5) whose weight.bin step 3 wrote as it wrote the first source's. */
+typedef struct PendingCombine {
+    PkgWriter *w;                                 /* open; NULL = none */
+    uint64_t digests[PLAN_FFN_FUNCTIONS][2];      /* of its sources' weight files, in function order */
+} PendingCombine;
+
 struct Conversion {
     ConvertOptions o;
     Arch arch;
@@ -41,6 +47,7 @@ struct Conversion {
     ConvertResult *results;
     int n_results, cap_results;
     int ffn_prefill_done;         /* step 3 also wrote the prefill packages */
+    PendingCombine *pending;      /* [chunk * 2 + combined kind], when step 3 ran with step 5 */
     PartPrefetch *prefetch;       /* reads the weights of steps 1-4 ahead */
     int failed_step;              /* the step convert_run failed in, 0 = none */
     int lock_fd;                  /* the output folder, flock'ed while convert_run runs; -1 = none */
@@ -521,12 +528,19 @@ int convert_prepare(Conversion **out, const ConvertOptions *o, const char *tool,
     return 0;
 }
 
+static void drop_pending(Conversion *c) {
+    for (int i = 0; c->pending && i < 2 * c->n_chunks; i++) pkg_writer_abort(c->pending[i].w);
+    free(c->pending);
+    c->pending = NULL;
+}
+
 void convert_free(Conversion *c) {
     if (!c) return;
     part_prefetch_stop(c->prefetch);
     if (c->lock_fd >= 0) close(c->lock_fd);   /* releases the lock */
     ckpt_close(c->ckpt);
     if (c->arch_loaded) arch_free(&c->arch);
+    drop_pending(c);
     free(c->results);
     free(c);
 }
@@ -573,38 +587,6 @@ static int step_lm_head(Conversion *c, Err *e) {
     return rc;
 }
 
-/* Step 3 (infer kinds), step 4 (prefill kinds), or both in one pass when both are selected. */
-static int step_ffn(Conversion *c, int with_infer, int with_prefill, Err *e) {
-    const LutSpec *lut = &c->o.lut[PART_FFN];
-    PartSource src = source(c);
-    PartCommon pc = common(c);
-    PlanFfnKind kinds[PLAN_FFN_FUNCTIONS];
-    int nk = ffn_kinds(c, kinds);
-    for (int ch = 0; ch < c->n_chunks; ch++) {
-        char names[PLAN_FFN_FUNCTIONS][256];
-        char *paths[PLAN_FFN_FUNCTIONS] = {0};
-        for (int k = 0; k < nk; k++) {
-            PlanFfnKind kind = kinds[k];
-            if (!(plan_ffn_is_prefill(kind) ? with_prefill : with_infer)) continue;
-            plan_ffn_name(c->prefix, kind, lut->bits, ch, c->n_chunks, names[kind], sizeof names[kind]);
-            paths[kind] = out_path(c, names[kind], ".mlpackage");
-        }
-        PartReport r[PLAN_FFN_FUNCTIONS];
-        double t0 = now_seconds();
-        int rc = part_write_ffn(&src, &pc, lut, ch, (const char *const *)paths, r, e);
-        double dt = now_seconds() - t0;
-        for (int k = 0; k < PLAN_FFN_FUNCTIONS; k++) free(paths[k]);
-        if (rc < 0) return -1;
-        for (int k = 0; k < nk; k++) {
-            PlanFfnKind kind = kinds[k];
-            if (!paths[kind]) continue;
-            add_result(c, step_of_kind(kind), strcat(names[kind], ".mlpackage"), &r[kind], lut->bits, 1, dt, ch + 1,
-                       c->n_chunks);
-        }
-    }
-    return 0;
-}
-
 /* The functions of a combined kind, in file order (docs/parts.md): kinds and names. */
 static int combined_sources(const Conversion *c, PlanFfnKind comb, PlanFfnKind kinds[PLAN_FFN_FUNCTIONS]) {
     int n = 0;
@@ -621,8 +603,76 @@ static int combined_sources(const Conversion *c, PlanFfnKind comb, PlanFfnKind k
     return n;
 }
 
+/* With step 5 to follow: writers for chunk ch's combined packages, each mirroring (in
+ * mirrors[]) its first source's weight.bin. */
+static int open_pending(Conversion *c, int ch, PkgWriter *mirrors[PLAN_FFN_FUNCTIONS], Err *e) {
+    PlanFfnKind comb[2];
+    int nc = combined_kinds(c, comb);
+    for (int ci = 0; ci < nc; ci++) {
+        PlanFfnKind kinds[PLAN_FFN_FUNCTIONS];
+        combined_sources(c, comb[ci], kinds);
+        char name[256];
+        plan_ffn_name(c->prefix, comb[ci], c->o.lut[PART_FFN].bits, ch, c->n_chunks, name, sizeof name);
+        char *path = out_path(c, name, ".mlpackage");
+        int rc = pkg_writer_open(&c->pending[2 * ch + ci].w, path, e);
+        free(path);
+        if (rc < 0) return -1;
+        mirrors[kinds[0]] = c->pending[2 * ch + ci].w;
+    }
+    return 0;
+}
+
+/* The weight digests step 5 compares, from step 3's reports of chunk ch. */
+static void note_pending_digests(Conversion *c, int ch, const PartReport r[PLAN_FFN_FUNCTIONS]) {
+    PlanFfnKind comb[2];
+    int nc = combined_kinds(c, comb);
+    for (int ci = 0; ci < nc; ci++) {
+        PlanFfnKind kinds[PLAN_FFN_FUNCTIONS];
+        int n = combined_sources(c, comb[ci], kinds);
+        for (int k = 0; k < n; k++)
+            memcpy(c->pending[2 * ch + ci].digests[k], r[kinds[k]].weights_digest, sizeof r[0].weights_digest);
+    }
+}
+
+/* Step 3 (infer kinds), step 4 (prefill kinds), or both in one pass when both are selected. */
+static int step_ffn(Conversion *c, int with_infer, int with_prefill, Err *e) {
+    const LutSpec *lut = &c->o.lut[PART_FFN];
+    PartSource src = source(c);
+    PartCommon pc = common(c);
+    PlanFfnKind kinds[PLAN_FFN_FUNCTIONS];
+    int nk = ffn_kinds(c, kinds);
+    int mirror = with_infer && with_prefill && convert_step_selected(&c->o, 5) && !c->o.skip_dedup;
+    if (mirror && !c->pending) c->pending = xcalloc(2 * (size_t)c->n_chunks, sizeof *c->pending);
+    for (int ch = 0; ch < c->n_chunks; ch++) {
+        char names[PLAN_FFN_FUNCTIONS][256];
+        char *paths[PLAN_FFN_FUNCTIONS] = {0};
+        PkgWriter *mirrors[PLAN_FFN_FUNCTIONS] = {0};
+        if (mirror && open_pending(c, ch, mirrors, e) < 0) return -1;
+        for (int k = 0; k < nk; k++) {
+            PlanFfnKind kind = kinds[k];
+            if (!(plan_ffn_is_prefill(kind) ? with_prefill : with_infer)) continue;
+            plan_ffn_name(c->prefix, kind, lut->bits, ch, c->n_chunks, names[kind], sizeof names[kind]);
+            paths[kind] = out_path(c, names[kind], ".mlpackage");
+        }
+        PartReport r[PLAN_FFN_FUNCTIONS];
+        double t0 = now_seconds();
+        int rc = part_write_ffn_mirrored(&src, &pc, lut, ch, (const char *const *)paths, mirrors, r, e);
+        double dt = now_seconds() - t0;
+        for (int k = 0; k < PLAN_FFN_FUNCTIONS; k++) free(paths[k]);
+        if (rc < 0) return -1;
+        if (mirror) note_pending_digests(c, ch, r);
+        for (int k = 0; k < nk; k++) {
+            PlanFfnKind kind = kinds[k];
+            if (!paths[kind]) continue;
+            add_result(c, step_of_kind(kind), strcat(names[kind], ".mlpackage"), &r[kind], lut->bits, 1, dt, ch + 1,
+                       c->n_chunks);
+        }
+    }
+    return 0;
+}
+
 static int step_combine(Conversion *c, Err *e) {
-    int b = c->o.lut[PART_FFN].bits;
+    int b = c->o.lut[PART_FFN].bits, mirrored = 0;
     PlanFfnKind comb[2];
     int nc = combined_kinds(c, comb);
     for (int ch = 0; ch < c->n_chunks; ch++)
@@ -642,7 +692,12 @@ static int step_combine(Conversion *c, Err *e) {
             char *pc = out_path(c, nc_name, ".mlpackage");
             PartReport r;
             double t0 = now_seconds();
-            int rc = part_combine(n, (const char *const *)paths, fns, pc, c->o.skip_dedup, &r, e);
+            PendingCombine *pend = c->pending ? &c->pending[2 * ch + ci] : NULL;
+            int rc = pend && pend->w ? part_combine_mirrored(n, (const char *const *)paths, fns, pend->w,
+                                                             (const uint64_t(*)[2])pend->digests, pc, &r, e)
+                                     : part_combine(n, (const char *const *)paths, fns, pc, c->o.skip_dedup, &r, e);
+            if (pend) pend->w = NULL;
+            mirrored += r.mirrored;
             for (int k = 0; k < n; k++) free(paths[k]);
             free(pc);
             if (rc < 0) return -1;
@@ -654,6 +709,10 @@ static int step_combine(Conversion *c, Err *e) {
                 }
             add_result(c, 5, strcat(nc_name, ".mlpackage"), &r, b, 1, now_seconds() - t0, ch + 1, c->n_chunks);
         }
+    if (mirrored)
+        say(c, CONVERT_NOTE, "weights of %d combined package%s were written by step 3 along with the FFN "
+                             "package%s (the same bytes), not copied again",
+            mirrored, mirrored > 1 ? "s" : "", mirrored > 1 ? "s" : "");
     return 0;
 }
 

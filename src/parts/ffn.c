@@ -521,6 +521,13 @@ static void plan_build(FfnBuild *b) {
 
 int part_write_ffn(const PartSource *src, const PartCommon *c, const LutSpec *lut, int chunk,
                    const char *const paths[PLAN_FFN_FUNCTIONS], PartReport r[PLAN_FFN_FUNCTIONS], Err *e) {
+    PkgWriter *none[PLAN_FFN_FUNCTIONS] = {0};
+    return part_write_ffn_mirrored(src, c, lut, chunk, paths, none, r, e);
+}
+
+int part_write_ffn_mirrored(const PartSource *src, const PartCommon *c, const LutSpec *lut, int chunk,
+                            const char *const paths[PLAN_FFN_FUNCTIONS], PkgWriter *const mirrors[PLAN_FFN_FUNCTIONS],
+                            PartReport r[PLAN_FFN_FUNCTIONS], Err *e) {
     FfnBuild b = {.src = src, .a = src->arch, .c = c, .lut = lut, .chunk = chunk};
     plan_build(&b);
     b.wl.src = src;
@@ -539,6 +546,7 @@ int part_write_ffn(const PartSource *src, const PartCommon *c, const LutSpec *lu
         kind_of[i] = (PlanFfnKind)k;
         b.prog[i] = mil_program_new();
         if (rc == 0 && pkg_writer_open(&b.w[i], paths[k], e) < 0) rc = -1;
+        if (rc == 0 && mirrors[k] && pkg_writer_mirror(b.w[i], mirrors[k], e) < 0) rc = -1;
         if (b.w[i]) pkg_writer_attach(b.w[i], b.prog[i]);
         FfnGraph *g = &b.g[i];
         g->f = mil_function_new(b.prog[i], "main", NULL);
@@ -564,6 +572,7 @@ int part_write_ffn(const PartSource *src, const PartCommon *c, const LutSpec *lu
             PkgWriteStats st;
             pkg_writer_stats(b.w[i], &st);
             r[k].blobs = st.blobs;
+            memcpy(r[k].weights_digest, st.digest, sizeof st.digest);
             if (pkg_writer_finish(b.w[i], b.prog[i], &m.md, e) < 0) rc = -1;
             else part_report_finish(&r[k], paths[k]);
         }

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "coreml/package.h"
 #include "io/checkpoint.h"
 #include "model/arch.h"
 #include "parts/plan.h"
@@ -54,6 +55,8 @@ typedef struct PartReport {
     uint32_t blobs;
     int quantized;                  /* 1 if any weight is LUT-quantized */
     LutStats lut;                   /* over every quantized weight */
+    uint64_t weights_digest[2];     /* part_write_ffn: of weight.bin (PkgWriteStats.digest) */
+    int mirrored;                   /* part_combine_mirrored: the weights were written with step 3 */
 } PartReport;
 
 /* Shared settings of the parts of one conversion. */
@@ -77,11 +80,27 @@ int part_write_lm_head(const PartSource *src, const PartCommon *c, const LutSpec
 int part_write_ffn(const PartSource *src, const PartCommon *c, const LutSpec *lut, int chunk,
                    const char *const paths[PLAN_FFN_FUNCTIONS], PartReport r[PLAN_FFN_FUNCTIONS], Err *e);
 
+/* part_write_ffn, and the weight.bin of each kind k with mirrors[k] (an open package writer or
+ * NULL) is also written into mirrors[k]'s weight.bin, for part_combine_mirrored. */
+int part_write_ffn_mirrored(const PartSource *src, const PartCommon *c, const LutSpec *lut, int chunk,
+                            const char *const paths[PLAN_FFN_FUNCTIONS], PkgWriter *const mirrors[PLAN_FFN_FUNCTIONS],
+                            PartReport r[PLAN_FFN_FUNCTIONS], Err *e);
+
 /* Combines n single-function packages (function main) of one chunk into out_path as functions
  * names[0..n) (names[0] the default). separate_copies: store each function's weights separately
  * (--skip-anemll-dedup) instead of once. */
 int part_combine(int n, const char *const *paths, const char *const *names, const char *out_path, int separate_copies,
                  PartReport *r, Err *e);
+/* part_combine (sharing blobs) into `mirrored`, a package writer at out_path whose weight.bin
+ * mirrored paths[0]'s as part_write_ffn_mirrored wrote it; digests[i]: the weights_digest
+ * reported for paths[i]. When digests[0] equals the mirror's and the combined file would lay
+ * paths[0]'s blobs out as its own file does, the functions refer to the mirror's blobs and the
+ * first source's weights are not read or written again (r->mirrored = 1; sources with another
+ * digest are read, and their blobs found by content or added); otherwise the mirror is dropped
+ * and part_combine runs. The output bytes are the same either way. Takes `mirrored` over
+ * (finished or aborted). */
+int part_combine_mirrored(int n, const char *const *paths, const char *const *names, PkgWriter *mirrored,
+                          const uint64_t (*digests)[2], const char *out_path, PartReport *r, Err *e);
 
 /* ==== reading ahead ====
  * The weight matrices the part builders will read, in the order they read them, can be read and

@@ -22,13 +22,17 @@ conv "$T/b" >"$T/b.log"
 same_tree "$T/a" "$T/b" "two runs differ"
 echo "ok two runs are byte-identical"
 
-# --restart 5: steps 1-4 are skipped, 5-8 run, combined packages come back identical
+# --restart 5: steps 1-4 are skipped, 5-8 run, combined packages come back identical -- copied
+# from the step-3/4 packages, where the full run had step 3 write their weights as it went
+grep -q "weights of 2 combined packages were written by step 3" "$T/a.log" ||
+    fail "the full run did not write the combined packages' weights in step 3"
 cp -r "$T/a" "$T/r"
 rm -rf "$T/r"/llama_FFN_PF_* "$T/r/meta.yaml"
 touch -d '2000-01-01' "$T/r"/llama_embeddings_lut4.mlpackage/Manifest.json
 conv "$T/r" --restart 5 >"$T/r.log"
 for s in 1 2 3 4; do grep -q "^Skipping step $s:" "$T/r.log" || fail "--restart 5 did not skip step $s"; done
 for s in 5 6 7 8; do grep -q "^Step $s:" "$T/r.log" || fail "--restart 5 did not run step $s"; done
+! grep -q "written by step 3" "$T/r.log" || fail "--restart 5 claims step 3 wrote the combined weights"
 [ "$(stat -c %Y "$T/r/llama_embeddings_lut4.mlpackage/Manifest.json")" -lt 1000000000 ] ||
     fail "--restart 5 rewrote the embeddings"
 same_tree "$T/a" "$T/r" "--restart 5 output differs from a full run"

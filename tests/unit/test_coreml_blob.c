@@ -401,6 +401,93 @@ static void test_large_blobs_through_the_stage(void **state) {
     for (int b = 0; b < 3; b++) free(data[b]);
 }
 
+/* A mirror gets the same file as its source through the stage, direct writes and cut-backs,
+ * takes no blob of its own while its source writes, then knows the source's blobs. */
+static void test_mirror(void **state) {
+    (void)state;
+    const uint64_t size[3] = {3000001, 5000000, 4097};
+    uint8_t *data[3];
+    for (int b = 0; b < 3; b++) {
+        data[b] = malloc(size[b]);
+        uint32_t x = 777u + (uint32_t)b;
+        for (uint64_t i = 0; i < size[b]; i++) x = x * 1103515245u + 12345u, data[b][i] = (uint8_t)(x >> 24);
+    }
+    char *src_path = path_join(dir, "mirrored_src.bin"), *m_path = path_join(dir, "mirror.bin");
+    BlobWriter *w, *m, *other;
+    Err e;
+    uint64_t off, first[3];
+    int seen[3] = {0};
+    assert_int_equal(blob_writer_open(&w, src_path, &e), 0);
+    assert_int_equal(blob_writer_open(&m, m_path, &e), 0);
+    assert_int_equal(blob_writer_mirror(w, w, &e), -1);
+    assert_int_equal(blob_writer_mirror(w, m, &e), 0);
+    assert_int_equal(blob_writer_mirror(w, m, &e), -1); /* already mirrored */
+    assert_contains(e.msg, "not mirrored already");
+    assert_int_equal(blob_writer_add(m, MIL_UINT8, 4, data[0], &off, NULL, &e), -1);
+    assert_contains(e.msg, "before it is finished");
+    assert_int_equal(blob_writer_finish(m, &e), -1);
+    const int seq[] = {0, 1, 1, 2, 0};
+    for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++) { /* streamed: duplicates are cut back */
+        int b = seq[i];
+        assert_int_equal(blob_writer_begin(w, MIL_UINT8, size[b], &e), 0);
+        assert_int_equal(blob_writer_append(w, data[b], (size_t)size[b], &e), 0);
+        assert_int_equal(blob_writer_end(w, &off, NULL, &e), 0);
+        if (!seen[b]++) first[b] = off;
+        assert_int_equal(off, first[b]);
+    }
+    assert_int_equal(blob_writer_finish(w, &e), 0);
+    uint64_t dw[2], dm[2];
+    blob_writer_digest(w, dw);
+    blob_writer_digest(m, dm);
+    assert_true(dw[0] == dm[0] && dw[1] == dm[1]);
+    assert_int_equal(blob_writer_count(m), 3);
+    assert_int_equal(blob_writer_size(m), blob_writer_size(w));
+    for (int b = 0; b < 3; b++) {
+        assert_int_equal(blob_writer_has_blob(m, first[b], MIL_UINT8, size[b]), 1);
+        assert_int_equal(blob_writer_has_blob(m, first[b], MIL_INT8, size[b]), 0);
+        assert_int_equal(blob_writer_has_blob(m, first[b], MIL_UINT8, size[b] + 1), 0);
+        assert_int_equal(blob_writer_has_blob(m, first[b] + 64, MIL_UINT8, size[b]), 0);
+    }
+    blob_writer_free(w);
+    assert_int_equal(blob_writer_finish(m, &e), 0); /* seals it again, same bytes */
+    blob_writer_free(m);
+    size_t len[2];
+    char *f[2] = {read_text(src_path, &len[0]), read_text(m_path, &len[1])};
+    assert_int_equal(len[0], len[1]);
+    assert_memory_equal(f[0], f[1], len[0]);
+    free(f[0]), free(f[1]);
+
+    /* a source freed unfinished leaves a mirror that refuses everything */
+    assert_int_equal(blob_writer_open(&w, src_path, &e), 0);
+    assert_int_equal(blob_writer_open(&m, m_path, &e), 0);
+    char *other_path = path_join(dir, "other.bin");
+    assert_int_equal(blob_writer_open(&other, other_path, &e), 0);
+    free(other_path);
+    assert_int_equal(blob_writer_add(other, MIL_UINT8, 8, data[0], &off, NULL, &e), 0);
+    assert_int_equal(blob_writer_mirror(other, m, &e), -1); /* not fresh */
+    assert_contains(e.msg, "must be new");
+    blob_writer_free(other);
+    assert_int_equal(blob_writer_mirror(w, m, &e), 0);
+    assert_int_equal(blob_writer_add(w, MIL_UINT8, size[1], data[1], &off, NULL, &e), 0);
+    blob_writer_free(w);
+    assert_int_equal(blob_writer_finish(m, &e), -1);
+    assert_contains(e.msg, "was not finished");
+    assert_int_equal(blob_writer_add(m, MIL_UINT8, 8, data[0], &off, NULL, &e), -1);
+    blob_writer_free(m);
+
+    /* a mirror freed first: the source goes on alone */
+    assert_int_equal(blob_writer_open(&w, src_path, &e), 0);
+    assert_int_equal(blob_writer_open(&m, m_path, &e), 0);
+    assert_int_equal(blob_writer_mirror(w, m, &e), 0);
+    assert_int_equal(blob_writer_add(w, MIL_UINT8, size[1], data[1], &off, NULL, &e), 0);
+    blob_writer_free(m);
+    assert_int_equal(blob_writer_add(w, MIL_UINT8, size[0], data[0], &off, NULL, &e), 0);
+    assert_int_equal(blob_writer_finish(w, &e), 0);
+    blob_writer_free(w);
+    free(src_path), free(m_path);
+    for (int b = 0; b < 3; b++) free(data[b]);
+}
+
 static void test_stream_misuse(void **state) {
     (void)state;
     char *path = path_join(dir, "misuse.bin");
@@ -431,6 +518,7 @@ int main(void) {
         cmocka_unit_test(test_subbyte_padding_fields), cmocka_unit_test(test_reader_errors),
         cmocka_unit_test(test_sub_byte_padding_checks), cmocka_unit_test(test_streamed_and_hashed_adds),
         cmocka_unit_test(test_stream_misuse), cmocka_unit_test(test_large_blobs_through_the_stage),
+        cmocka_unit_test(test_mirror),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -109,6 +109,43 @@ static int packages_equal(const char *a, const char *b) {
     return 1;
 }
 
+/* Step 3 writing the combined package's weights as it writes the first source's
+ * (part_write_ffn_mirrored), then step 5 referring to them (part_combine_mirrored): the
+ * package part_combine wrote at comb, by reference (r.mirrored). With the last source's digest
+ * spoiled, its blobs are found by content: the same package. With the first source's, the
+ * mirror is dropped and copying gives it too. */
+static void check_mirrored(Model *m, const PartCommon *c, const LutSpec *lut, int ch, int n, const int *kinds,
+                           const char *const *fn_names, const char *comb) {
+    for (int spoil = 0; spoil < 3; spoil++) { /* none, the last source's digest, the first's */
+        char *p[PLAN_FFN_FUNCTIONS] = {0}, *out = pkg_path("mirrored");
+        const char *order[PLAN_FFN_FUNCTIONS];
+        uint64_t d[PLAN_FFN_FUNCTIONS][2];
+        PkgWriter *mw, *mirrors[PLAN_FFN_FUNCTIONS] = {0};
+        PartReport r[PLAN_FFN_FUNCTIONS], rc;
+        Err e = {0};
+        for (int k = 0; k < n; k++) {
+            char nm[32];
+            snprintf(nm, sizeof nm, "m_%d", kinds[k]);
+            p[kinds[k]] = pkg_path(nm);
+        }
+        if (pkg_writer_open(&mw, out, &e) < 0) fail_msg("%s", e.msg);
+        mirrors[kinds[0]] = mw;
+        if (part_write_ffn_mirrored(&m->src, c, lut, ch, (const char *const *)p, mirrors, r, &e) < 0)
+            fail_msg("%s", e.msg);
+        for (int k = 0; k < n; k++) {
+            memcpy(d[k], r[kinds[k]].weights_digest, sizeof d[k]);
+            order[k] = p[kinds[k]];
+        }
+        if (spoil) d[spoil == 1 ? n - 1 : 0][1] ^= 1;
+        if (part_combine_mirrored(n, order, fn_names, mw, (const uint64_t(*)[2])d, out, &rc, &e) < 0)
+            fail_msg("%s", e.msg);
+        assert_int_equal(rc.mirrored, spoil < 2);
+        assert_true(packages_equal(out, comb));
+        for (int k = 0; k < PLAN_FFN_FUNCTIONS; k++) free(p[k]);
+        free(out);
+    }
+}
+
 /* Every part of a model with one LUT setting: sizes, checks, combine. */
 static void run_model(const char *type, int biases, LutSpec lut, long ctx, long batch, int n_chunks) {
     Model m;
@@ -164,6 +201,8 @@ static void run_model(const char *type, int biases, LutSpec lut, long ctx, long 
         if (part_combine(2, both, names, comb, 0, &r[0], &e) < 0) fail_msg("%s", e.msg);
         assert_int_equal(weight_bin(comb), want);
         assert_true(r[0].shared_bytes > 0);
+        assert_int_equal(r[0].mirrored, 0);
+        check_mirrored(&m, &c, &lut, ch, 2, (const int[]){FFN_INFER, FFN_PREFILL}, names, comb);
         if (check_ffn(comb, &cs, FFN_COMBINED, ch, &e) < 0) fail_msg("%s", e.msg);
         if (part_combine(2, both, names, comb, 1, &r[0], &e) < 0) fail_msg("%s", e.msg);
         assert_int_equal(weight_bin(comb), plan_ffn_chunk_bytes(a, &lut, c.state_length, first, count, 2));
@@ -319,6 +358,9 @@ static void run_gemma(const char *type, const char *types, int shared, LutSpec l
             if (part_combine(nk, order, fn_order, comb, sep, &r[0], &e) < 0) fail_msg("%s", e.msg);
             assert_int_equal(weight_bin(comb), plan_ffn_package_bytes(a, &lut, &shape, first, count, FFN_COMBINED, sep));
             if (check_ffn(comb, &cs, FFN_COMBINED, ch, &e) < 0) fail_msg("%s", e.msg);
+            const int kinds[4] = {FFN_INFER, shape.rotate ? FFN_INFER_ROTATE : FFN_PREFILL, FFN_PREFILL,
+                                  FFN_PREFILL_ROTATE};
+            if (!sep) check_mirrored(&m, &c, &lut, ch, nk, kinds, fn_order, comb);
             if (!shape.rotate) continue;
             /* --split-rotate: infer + prefill, and the _rot file */
             shape.split_rotate = cs.split_rotate = 1;
@@ -327,11 +369,15 @@ static void run_gemma(const char *type, const char *types, int shared, LutSpec l
             if (part_combine(2, two, names, comb, sep, &r[0], &e) < 0) fail_msg("%s", e.msg);
             assert_int_equal(weight_bin(comb), plan_ffn_package_bytes(a, &lut, &shape, first, count, FFN_COMBINED, sep));
             if (check_ffn(comb, &cs, FFN_COMBINED, ch, &e) < 0) fail_msg("%s", e.msg);
+            if (!sep) check_mirrored(&m, &c, &lut, ch, 2, (const int[]){FFN_INFER, FFN_PREFILL}, names, comb);
             if (part_combine(2, rot, names + 2, comb, sep, &r[0], &e) < 0) fail_msg("%s", e.msg);
             assert_int_equal(weight_bin(comb),
                              plan_ffn_package_bytes(a, &lut, &shape, first, count, FFN_COMBINED_ROT, sep));
             if (check_ffn(comb, &cs, FFN_COMBINED_ROT, ch, &e) < 0) fail_msg("%s", e.msg);
             assert_int_equal(check_ffn(comb, &cs, FFN_COMBINED, ch, &e), -1);
+            if (!sep)
+                check_mirrored(&m, &c, &lut, ch, 2, (const int[]){FFN_INFER_ROTATE, FFN_PREFILL_ROTATE}, names + 2,
+                               comb);
             shape.split_rotate = cs.split_rotate = 0;
         }
         for (int k = 0; k < nk; k++) free(p[k]);
