@@ -81,6 +81,18 @@ typedef struct Entry {
 #define STAGE_BYTES ((size_t)4 << 20) /* a multiple of DIRECT_ALIGN */
 #define DIRECT_ALIGN 4096               /* offsets, lengths and addresses of direct writes */
 
+/* A helper thread writing full stages into one file. */
+typedef struct IoLane {
+    BlobWriter *to;      /* the file written */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started, busy, quit;
+    const uint8_t *buf;  /* the stage in flight */
+    uint64_t off;        /* where it goes */
+    int err;             /* errno of the first failed write, sticky */
+} IoLane;
+
 struct BlobWriter {
     int fd;              /* through the page cache: reads, the header, the last stage */
     int dfd;             /* the same file with O_DIRECT, or -1 */
@@ -88,15 +100,8 @@ struct BlobWriter {
     uint64_t size;       /* bytes written so far (logical file length) */
     uint8_t *stage;      /* (STAGE_BYTES) bytes [stage_off, size) not yet in the file */
     uint64_t stage_off;  /* a multiple of DIRECT_ALIGN */
-    uint8_t *spare;      /* (STAGE_BYTES) the other stage: in flight while `busy` */
-    struct {             /* the helper thread writing full stages */
-        pthread_t thread;
-        pthread_mutex_t mu;
-        pthread_cond_t cv;
-        int started, busy, quit;
-        uint64_t off;    /* where the spare stage goes */
-        int err;         /* errno of the first failed write, sticky */
-    } io;
+    uint8_t *spare;      /* (STAGE_BYTES) the other stage: in flight while a lane is busy */
+    IoLane lane[2];      /* helper threads writing full stages: to this file, to its mirror */
     uint32_t count;
     Entry *entries;
     int n_entries, cap_entries;
@@ -142,73 +147,95 @@ static int pwrite_raw(BlobWriter *w, const uint8_t *p, size_t n, uint64_t off) {
 }
 
 static void *io_main(void *arg) {
-    BlobWriter *w = arg;
-    pthread_mutex_lock(&w->io.mu);
+    IoLane *l = arg;
+    pthread_mutex_lock(&l->mu);
     for (;;) {
-        while (!w->io.busy && !w->io.quit) pthread_cond_wait(&w->io.cv, &w->io.mu);
-        if (!w->io.busy) break;
-        pthread_mutex_unlock(&w->io.mu);
-        int err = w->io.err ? 0 : pwrite_raw(w, w->spare, STAGE_BYTES, w->io.off);
-        pthread_mutex_lock(&w->io.mu);
-        if (err && !w->io.err) w->io.err = err;
-        w->io.busy = 0;
-        pthread_cond_broadcast(&w->io.cv);
+        while (!l->busy && !l->quit) pthread_cond_wait(&l->cv, &l->mu);
+        if (!l->busy) break;
+        pthread_mutex_unlock(&l->mu);
+        int err = l->err ? 0 : pwrite_one(l->to, l->buf, STAGE_BYTES, l->off);
+        pthread_mutex_lock(&l->mu);
+        if (err && !l->err) l->err = err;
+        l->busy = 0;
+        pthread_cond_broadcast(&l->cv);
     }
-    pthread_mutex_unlock(&w->io.mu);
+    pthread_mutex_unlock(&l->mu);
     return NULL;
+}
+
+/* Waits until the lane's stage is written; its errno value if a write failed, else 0. */
+static int lane_wait(IoLane *l) {
+    if (!l->started) return 0;
+    pthread_mutex_lock(&l->mu);
+    while (l->busy) pthread_cond_wait(&l->cv, &l->mu);
+    int err = l->err;
+    pthread_mutex_unlock(&l->mu);
+    return err;
 }
 
 /* Waits until no stage is in flight; reports a write that failed. */
 static int io_wait(BlobWriter *w, Err *e) {
-    if (!w->io.started) return 0;
-    pthread_mutex_lock(&w->io.mu);
-    while (w->io.busy) pthread_cond_wait(&w->io.cv, &w->io.mu);
-    int err = w->io.err;
-    pthread_mutex_unlock(&w->io.mu);
-    if (!err) return 0;
-    errno = err;
-    return err_errno(e, "cannot write %s", w->path);
+    for (int i = 0; i < 2; i++) {
+        int err = lane_wait(&w->lane[i]);
+        if (err) {
+            errno = err;
+            return err_errno(e, "cannot write %s", w->lane[i].to->path);
+        }
+    }
+    return 0;
 }
 
-/* The full stage to the helper thread (started here the first time; written here if no
- * thread can be started); the spare stage becomes the current one. */
+/* The stage at buf to the lane's thread (started here the first time; written here if no
+ * thread can be started). Returns 0 or an errno value. */
+static int lane_post(IoLane *l, BlobWriter *to, const uint8_t *buf, uint64_t off) {
+    if (!l->started) {
+        l->to = to;
+        pthread_mutex_init(&l->mu, NULL);
+        pthread_cond_init(&l->cv, NULL);
+        if (pthread_create(&l->thread, NULL, io_main, l) != 0) {
+            pthread_mutex_destroy(&l->mu);
+            pthread_cond_destroy(&l->cv);
+            return pwrite_one(to, buf, STAGE_BYTES, off);
+        }
+        l->started = 1;
+    }
+    pthread_mutex_lock(&l->mu);
+    l->buf = buf;
+    l->off = off;
+    l->busy = 1;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    return 0;
+}
+
+/* The full stage to the helper threads (the mirror's copy written at the same time); the
+ * spare stage becomes the current one. */
 static int stage_submit(BlobWriter *w, Err *e) {
     if (io_wait(w, e) < 0) return -1;
     uint8_t *full = w->stage;
     w->stage = w->spare, w->spare = full;
     uint64_t off = w->stage_off;
     w->stage_off += STAGE_BYTES;
-    if (!w->io.started) {
-        pthread_mutex_init(&w->io.mu, NULL);
-        pthread_cond_init(&w->io.cv, NULL);
-        if (pthread_create(&w->io.thread, NULL, io_main, w) == 0) {
-            w->io.started = 1;
-        } else {
-            pthread_mutex_destroy(&w->io.mu);
-            pthread_cond_destroy(&w->io.cv);
-            int err = pwrite_raw(w, full, STAGE_BYTES, off);
-            if (err) errno = err;
-            return err ? err_errno(e, "cannot write %s", w->path) : 0;
-        }
-    }
-    pthread_mutex_lock(&w->io.mu);
-    w->io.off = off;
-    w->io.busy = 1;
-    pthread_cond_broadcast(&w->io.cv);
-    pthread_mutex_unlock(&w->io.mu);
-    return 0;
+    int err = lane_post(&w->lane[0], w, full, off);
+    if (!err && w->mirror) err = lane_post(&w->lane[1], w->mirror, full, off);
+    if (!err) return 0;
+    errno = err;
+    return err_errno(e, "cannot write %s", w->path);
 }
 
 static void io_stop(BlobWriter *w) {
-    if (!w->io.started) return;
-    pthread_mutex_lock(&w->io.mu);
-    w->io.quit = 1;
-    pthread_cond_broadcast(&w->io.cv);
-    pthread_mutex_unlock(&w->io.mu);
-    pthread_join(w->io.thread, NULL);
-    pthread_mutex_destroy(&w->io.mu);
-    pthread_cond_destroy(&w->io.cv);
-    w->io.started = 0;
+    for (int i = 0; i < 2; i++) {
+        IoLane *l = &w->lane[i];
+        if (!l->started) continue;
+        pthread_mutex_lock(&l->mu);
+        l->quit = 1;
+        pthread_cond_broadcast(&l->cv);
+        pthread_mutex_unlock(&l->mu);
+        pthread_join(l->thread, NULL);
+        pthread_mutex_destroy(&l->mu);
+        pthread_cond_destroy(&l->cv);
+        l->started = 0;
+    }
 }
 
 /* Everything written so far into the file (the last, partial stage through the page cache). */
@@ -329,10 +356,11 @@ void blob_writer_free(BlobWriter *w) {
         w->mirror->mirror_of = NULL;
         w->mirror->mirror_failed = 1;
     }
-    if (w->mirror_of) { /* the mirrored writer goes on alone */
-        Err ignore;
-        io_wait(w->mirror_of, &ignore);
-        w->mirror_of->mirror = NULL;
+    if (w->mirror_of) { /* the mirrored writer goes on alone (its lane to here idle from now on) */
+        BlobWriter *src = w->mirror_of;
+        lane_wait(&src->lane[1]);
+        src->lane[1].err = 0;
+        src->mirror = NULL;
     }
     if (w->fd >= 0) close(w->fd);
     if (w->dfd >= 0) close(w->dfd);
@@ -553,12 +581,29 @@ int blob_writer_end(BlobWriter *w, uint64_t *offset, int *reused, Err *e) {
     return 0;
 }
 
+/* Asks for the pages of the blobs' metadata records to be read in the background: whoever
+ * opens the file next (the next steps of a conversion do) reads every record, one page fault
+ * and disk read at a time, and the direct writes left none of them in the page cache. */
+static void prefetch_records(const BlobWriter *w, int fd) {
+#ifdef POSIX_FADV_WILLNEED
+    uint64_t last = UINT64_MAX;
+    for (int i = 0; i < w->n_entries; i++) {
+        uint64_t page = w->entries[i].offset / DIRECT_ALIGN * DIRECT_ALIGN;
+        if (page != last) posix_fadvise(fd, (off_t)page, DIRECT_ALIGN, POSIX_FADV_WILLNEED);
+        last = page;
+    }
+#else
+    (void)w, (void)fd;
+#endif
+}
+
 /* Length, header and fsync of `to`'s file (w's or its mirror's) once w's bytes are all in it. */
 static int seal_file(const BlobWriter *w, const BlobWriter *to, Err *e) {
     if (ftruncate(to->fd, (off_t)w->size) < 0) return err_errno(e, "cannot set the length of %s", to->path);
     if (write_header(w, to, e) < 0) return -1;
     killpoint("weight.bin header written", to->path);
     if (fsync(to->fd) < 0 && errno != EINVAL && errno != EROFS) return err_errno(e, "cannot sync %s", to->path);
+    prefetch_records(w, to->fd);
     return 0;
 }
 
@@ -596,7 +641,7 @@ int blob_writer_finish(BlobWriter *w, Err *e) {
 
 int blob_writer_mirror(BlobWriter *src, BlobWriter *m, Err *e) {
     int fresh = src->size == BLOB_HEADER_SIZE && m->size == BLOB_HEADER_SIZE && !src->stage_off && !m->stage_off &&
-                !src->count && !m->count && !src->io.started && !m->io.started;
+                !src->count && !m->count && !src->lane[0].started && !m->lane[0].started;
     if (!fresh || src->mirror || src->mirror_of || m->mirror || m->mirror_of || m->mirror_failed || src == m)
         return err_set(e, "%s cannot mirror %s: both weight files must be new and not mirrored already", m->path,
                        src->path);

@@ -232,8 +232,9 @@ static int compute_matrix(const PartSource *src, const PartWeightJob *j, Scratch
         if (lut_check_channels(&j->lut, "LUT", j->tensor, j->rows, e) < 0) return -1;
         d->groups = j->lut.group > 0 ? rows / (size_t)j->lut.group : 1;
         d->packed_bytes = lut_packed_size(rows * cols, j->lut.bits);
-        d->packed = xcalloc(d->packed_bytes ? d->packed_bytes : 1, 1);
-        d->table = xcalloc(d->groups << j->lut.bits, sizeof *d->table);
+        /* every byte is written by the quantizer (packing, and each LUT with its unused slots zeroed) */
+        d->packed = xmalloc(d->packed_bytes ? d->packed_bytes : 1);
+        d->table = xmalloc((d->groups << j->lut.bits) * sizeof *d->table);
         rc = j->lut.group > 0 ? quantize_grouped(t, j, src->threads, sc, d, e)
                               : quantize_per_tensor(t, j, src->threads, sc, d, e);
     } else {
