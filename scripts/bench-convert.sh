@@ -8,6 +8,11 @@
 # and peak memory when step 7 ends); step 8 (interface check + verify against the float32
 # reference, which holds the model in fp32) is reported beside it. Files go under $BENCH_DIR
 # (default build/bench-convert); the 2.5 GB checkpoint is kept for the next run.
+# One conversion and one floor, back to back: on the VMs this was tuned on, the disk slows to a
+# third after several GB of writes (a burst allowance), and repeated pairs end up timing that
+# throttled disk -- whose slow floor flatters the ratio. Run it on a rested machine and read
+# single results with the CPU time beside them (the same work takes 12.6-15 CPU-s from one
+# minute to the next there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BENCH_DIR:-build/bench-convert}
