@@ -82,17 +82,19 @@ static void note_copied(Copier *c, MilDType dt, uint64_t numel, const MilConst *
 }
 
 /* A blob copied earlier from the same source offset (of any source) with this blob's dtype,
- * count and bytes: its copy in *ref. Blobs come in offset order, so the search starts at
- * the last match. */
-static int match_copied(Copier *c, MilDType dt, uint64_t numel, const MilConst *src, MilBlobRef *ref) {
+ * count and (compare_bytes) bytes: its copy in *ref. Blobs come in offset order, so the
+ * search starts at the last match. By reference the bytes are not compared: a source whose
+ * digest equals the mirror's holds the same blob at the same offset. */
+static int match_copied(Copier *c, MilDType dt, uint64_t numel, const MilConst *src, int compare_bytes,
+                        MilBlobRef *ref) {
     for (int t = 0; t < c->n_copied; t++) {
         int i = (c->last_match + t) % c->n_copied;
         const CopiedBlob *b = &c->copied[i];
         if (b->src_offset != src->blob.offset) continue;
         if (b->dt != dt || b->numel != numel || b->ref.nbytes != src->blob.nbytes ||
-            memcmp(b->data, src->blob.data, (size_t)src->blob.nbytes))
+            (compare_bytes && memcmp(b->data, src->blob.data, (size_t)src->blob.nbytes)))
             continue;
-        release_pages(b->data, b->ref.nbytes);
+        if (compare_bytes) release_pages(b->data, b->ref.nbytes);
         *ref = b->ref;
         c->last_match = i;
         c->matched_bytes += src->blob.nbytes;
@@ -122,16 +124,7 @@ static int ref_blob_by_content(Copier *c, MilDType dt, uint64_t numel, const Mil
  * the mirror does not hold). */
 static int ref_blob(Copier *c, MilDType dt, uint64_t numel, const MilConst *src, MilBlobRef *ref, Err *e) {
     if (!c->same_file[c->source]) return ref_blob_by_content(c, dt, numel, src, ref, e);
-    for (int t = 0; t < c->n_copied; t++) { /* met before at this offset */
-        int i = (c->last_match + t) % c->n_copied;
-        const CopiedBlob *b = &c->copied[i];
-        if (b->src_offset != src->blob.offset) continue;
-        if (b->dt != dt || b->numel != numel || b->ref.nbytes != src->blob.nbytes) break;
-        *ref = b->ref;
-        c->last_match = i;
-        c->matched_bytes += src->blob.nbytes;
-        return 0;
-    }
+    if (match_copied(c, dt, numel, src, 0, ref)) return 0; /* met before at this offset */
     if (c->source > 0 || src->blob.offset != c->next_offset ||
         pkg_writer_ref_blob(c->w, src->blob.offset, dt, numel, ref, e) < 0) {
         c->unusable = 1;
@@ -166,7 +159,7 @@ static const MilConst *copy_const(Copier *c, const MilType *t, const MilConst *s
             return err_set(e, "%s: a weight blob is not mapped; the package cannot be copied", c->src_path), NULL;
         int64_t numel = mil_type_numel(t);
         if (numel < 0) return err_set(e, "%s: a blob const has an unknown shape", c->src_path), NULL;
-        if (!(c->match && match_copied(c, t->dtype, (uint64_t)numel, src, &k->blob))) {
+        if (!(c->match && match_copied(c, t->dtype, (uint64_t)numel, src, 1, &k->blob))) {
             if (pkg_writer_add_blob(c->w, t->dtype, (uint64_t)numel, src->blob.data, &k->blob, e) < 0) return NULL;
             if (c->record) note_copied(c, t->dtype, (uint64_t)numel, src, &k->blob);
         }
