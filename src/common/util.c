@@ -265,37 +265,55 @@ uint64_t hash64(const void *data, size_t len, uint64_t seed) {
     return hash64_tail(h, p, len);
 }
 
+static inline void wide_block(uint64_t h[4], const unsigned char *p) {
+    uint64_t w[4];
+    memcpy(w, p, sizeof w);
+    for (int i = 0; i < 4; i++) h[i] = hash64_word(h[i], w[i]);
+}
+
+/* The four chains folded into one, then the last len (< 32) bytes as hash64 takes them. */
+static uint64_t wide_finish(const uint64_t h[4], const unsigned char *p, size_t len) {
+    uint64_t x = hash64_word(hash64_word(hash64_word(h[0], h[1]), h[2]), h[3]);
+    for (; len >= 8; p += 8, len -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        x = hash64_word(x, w);
+    }
+    return hash64_tail(x, p, len);
+}
+
 void hash64_begin(Hash64Stream *s, size_t len, uint64_t seed) {
-    s->h = seed ^ (len * HASH64_K);
+    s->h[0] = seed ^ (len * HASH64_K);
+    for (int i = 1; i < 4; i++) s->h[i] = s->h[i - 1] + HASH64_K;
     s->n_part = 0;
+}
+
+uint64_t hash64_wide(const void *data, size_t len, uint64_t seed) {
+    Hash64Stream s;
+    hash64_begin(&s, len, seed);
+    const unsigned char *p = data;
+    for (; len >= 32; p += 32, len -= 32) wide_block(s.h, p);
+    return wide_finish(s.h, p, len);
 }
 
 void hash64_update(Hash64Stream *s, const void *data, size_t n) {
     const unsigned char *p = data;
-    if (s->n_part) { /* complete the pending word first */
-        size_t take = 8 - s->n_part < n ? 8 - s->n_part : n;
+    if (s->n_part) { /* complete the pending block first */
+        size_t take = 32 - s->n_part < n ? 32 - s->n_part : n;
         memcpy(s->part + s->n_part, p, take);
         s->n_part += take;
         p += take;
         n -= take;
-        if (s->n_part < 8) return;
-        uint64_t w;
-        memcpy(&w, s->part, 8);
-        s->h = hash64_word(s->h, w);
+        if (s->n_part < 32) return;
+        wide_block(s->h, s->part);
         s->n_part = 0;
     }
-    uint64_t h = s->h;
-    for (; n >= 8; p += 8, n -= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = hash64_word(h, w);
-    }
-    s->h = h;
+    for (; n >= 32; p += 32, n -= 32) wide_block(s->h, p);
     memcpy(s->part, p, n);
     s->n_part = n;
 }
 
-uint64_t hash64_end(Hash64Stream *s) { return hash64_tail(s->h, s->part, s->n_part); }
+uint64_t hash64_end(Hash64Stream *s) { return wide_finish(s->h, s->part, s->n_part); }
 
 int mul_size(size_t a, size_t b, size_t *out) {
     if (b && a > SIZE_MAX / b) return -1;

@@ -419,7 +419,7 @@ static void rehash(BlobWriter *w) {
 }
 
 uint64_t blob_content_hash(MilDType dt, const void *data, uint64_t nbytes) {
-    return hash64(data ? data : "", (size_t)nbytes, blob_dtype_code(dt));
+    return hash64_wide(data ? data : "", (size_t)nbytes, blob_dtype_code(dt));
 }
 
 /* A mirror takes no blobs of its own until its source is finished (and never after a failed one). */

@@ -504,14 +504,21 @@ static inline double level_cost(const Level *lv, size_t a, size_t b) {
 }
 
 /* Best segmentation with boundary c on an edge in [lo[c], hi[c]] (every window must
- * hold a feasible path); writes the chosen edge of each boundary to sel[c]. */
-static void band_solve(Km1dWork *wk, const Level *lv, int k) {
-    size_t *lo = wk->lo, *hi = wk->hi, *off = wk->off, cells = 0;
-    for (int c = 1; c < k; c++) off[c] = cells, cells += hi[c] - lo[c] + 1;
+ * hold a feasible path); writes the chosen edge of each boundary to sel[c]. Layers below
+ * `from` are kept from the previous call on the same level (their windows, hence their
+ * cells, have not changed since: layer c depends only on the windows of boundaries <= c). */
+static void band_solve(Km1dWork *wk, const Level *lv, int k, int from) {
+    size_t *lo = wk->lo, *hi = wk->hi, *off = wk->off;
+    size_t cells = 0;
+    for (int c = 1; c < k; c++) {
+        if (c >= from) off[c] = cells;
+        cells = off[c] + hi[c] - lo[c] + 1;
+    }
     work_reserve_cells(wk, cells);
     Band b = {lv, lo, hi, off, wk->D, wk->back};
-    for (size_t e = lo[1]; e <= hi[1]; e++) b.D[off[1] + e - lo[1]] = level_cost(lv, 0, e);
-    for (int c = 2; c < k; c++) band_layer(&b, c);
+    if (from == 1)
+        for (size_t e = lo[1]; e <= hi[1]; e++) b.D[off[1] + e - lo[1]] = level_cost(lv, 0, e);
+    for (int c = from > 2 ? from : 2; c < k; c++) band_layer(&b, c);
     size_t last = off[k - 1], best = 0;
     double bv = INFINITY;
     for (size_t t = 0; t <= hi[k - 1] - lo[k - 1]; t++) {
@@ -535,17 +542,19 @@ static void window_around(Km1dWork *wk, int c, int k, size_t m, size_t s, size_t
 /* Solves a level, re-centring windows whose answer sits on an edge that is not a hard
  * limit, until none does. */
 static void band_settle(Km1dWork *wk, const Level *lv, int k) {
+    int from = 1;
     for (int round = 0; round < FAST_MAX_ROUNDS; round++) {
-        band_solve(wk, lv, k);
-        int moved = 0;
+        band_solve(wk, lv, k, from);
+        int first_moved = 0;
         for (int c = 1; c < k; c++) {
             size_t s = wk->sel[c], lim_lo = (size_t)c, lim_hi = lv->m - (size_t)(k - c);
             if ((s == wk->lo[c] && s > lim_lo) || (s == wk->hi[c] && s < lim_hi)) {
                 window_around(wk, c, k, lv->m, s, (wk->hi[c] - wk->lo[c] + 1) / 2);
-                moved = 1;
+                if (!first_moved) first_moved = c;
             }
         }
-        if (!moved) break;
+        if (!first_moved) break;
+        from = first_moved; /* the layers below it are solved already */
     }
 }
 

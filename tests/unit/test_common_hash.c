@@ -1,5 +1,6 @@
-/* hash64 and its streaming form: the same value for data fed in pieces of any sizes, and
- * hash64 itself unchanged (package manifests carry digests built from it). */
+/* hash64 unchanged (package manifests carry identifiers built from it); hash64_wide and its
+ * streaming form: the same value for data fed in pieces of any sizes, and every byte of
+ * every chain and of the tail counts. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,11 +35,11 @@ static void test_stream_equals_whole(void **state) {
     enum { N = 1000 };
     unsigned char data[N];
     fill(data, N, 7);
-    const size_t lens[] = {0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 999, 1000};
+    const size_t lens[] = {0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 95, 96, 97, 999, 1000};
     const size_t pieces[] = {1, 2, 3, 5, 7, 8, 13, 64, 1000};
     for (size_t a = 0; a < sizeof lens / sizeof lens[0]; a++) {
         size_t len = lens[a];
-        uint64_t want = hash64(data, len, 0x1234 + len);
+        uint64_t want = hash64_wide(data, len, 0x1234 + len);
         for (size_t b = 0; b < sizeof pieces / sizeof pieces[0]; b++) {
             Hash64Stream s;
             hash64_begin(&s, len, 0x1234 + len);
@@ -54,10 +55,30 @@ static void test_stream_equals_whole(void **state) {
     }
 }
 
+/* Flipping any one bit of a 75-byte input (two whole blocks, a word and a partial word)
+ * changes hash64_wide; so do the length and the seed. */
+static void test_wide_sensitive(void **state) {
+    (void)state;
+    enum { N = 75 };
+    unsigned char data[N];
+    fill(data, N, 3);
+    uint64_t base = hash64_wide(data, N, 9);
+    for (size_t i = 0; i < N; i++)
+        for (int bit = 0; bit < 8; bit++) {
+            data[i] ^= (unsigned char)(1u << bit);
+            assert_true(hash64_wide(data, N, 9) != base);
+            data[i] ^= (unsigned char)(1u << bit);
+        }
+    assert_true(hash64_wide(data, N - 1, 9) != base);
+    assert_true(hash64_wide(data, N, 10) != base);
+    assert_true(hash64_wide(data, N, 9) == base);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_known_values),
         cmocka_unit_test(test_stream_equals_whole),
+        cmocka_unit_test(test_wide_sensitive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
