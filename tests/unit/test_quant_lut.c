@@ -90,6 +90,47 @@ static void test_constant_group(void **state) {
     lut_work_free(wk);
 }
 
+/* Counts of 255, 256, 257, 512 and 70000 (past 8- and 16-bit counters): the figures weigh
+ * every value by its whole count, whether the values come in runs or shuffled. 1-bit on the
+ * first three runs: {0, 1} against {3}, the first entry their count-weighted mean 1/256. */
+static void test_counts_past_a_byte(void **state) {
+    (void)state;
+    const struct {
+        uint16_t h;
+        size_t count;
+    } runs[] = {{0x0000 /*0*/, 255}, {0x3c00 /*1*/, 1}, {0x4200 /*3*/, 70000}, {0x3800 /*0.5*/, 256},
+                {0x3400 /*0.25*/, 257}, {0x4000 /*2*/, 512}};
+    size_t n = 0;
+    for (size_t r = 0; r < 6; r++) n += runs[r].count;
+    uint16_t *w = malloc(n * sizeof *w), lut[256];
+    uint8_t *idx = malloc(n);
+    Err e = {0};
+    LutWork *wk = lut_work_new();
+    for (int round = 0; round < 2; round++) {
+        size_t at = 0;
+        for (size_t r = 0; r < 6; r++)
+            for (size_t i = 0; i < runs[r].count; i++) w[at++] = runs[r].h;
+        if (round == 1) /* shuffle deterministically: the counts do not arrive in runs */
+            for (size_t i = n - 1; i > 0; i--) {
+                size_t j = (i * 2654435761u) % (i + 1);
+                uint16_t t = w[i];
+                w[i] = w[j], w[j] = t;
+            }
+        LutStats st = {0};
+        assert_int_equal(lut_quantize_group(wk, w, n, 8, lut, idx, &st, &e), 0);
+        assert_true(st.sse == 0);
+        assert_true(st.energy == 1.0 * 1 + 9.0 * 70000 + 0.25 * 256 + 0.0625 * 257 + 4.0 * 512);
+        assert_int_equal(st.count, n);
+        if (round == 0) { /* the first three runs: 0 x255 and 1 x1 against 3 x70000 */
+            assert_int_equal(lut_quantize_group(wk, w, 255 + 1 + 70000, 1, lut, idx, NULL, &e), 0);
+            assert_int_equal(lut[0], 0x1c00); /* 1/256 */
+            assert_int_equal(lut[1], 0x4200);
+        }
+    }
+    free(w), free(idx);
+    lut_work_free(wk);
+}
+
 static void test_non_finite_is_an_error(void **state) {
     (void)state;
     enum { R = 16, C = 64 };
@@ -350,6 +391,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_few_values_reproduced_exactly),
         cmocka_unit_test(test_constant_group),
+        cmocka_unit_test(test_counts_past_a_byte),
         cmocka_unit_test(test_non_finite_is_an_error),
         cmocka_unit_test(test_argument_errors),
         cmocka_unit_test(test_sse_against_exact),
