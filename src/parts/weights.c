@@ -167,14 +167,13 @@ static int quantize_grouped(const StTensor *t, const PartWeightJob *j, int threa
     size_t br = block_rows(rows, cols, group);
     scratch_reserve(sc, br * cols);
     uint16_t *w = sc->w;
-    uint8_t *idx = sc->idx;
     int rc = 0;
     for (size_t s = 0; s < rows && rc == 0; s += br) {
         size_t n = rows - s < br ? rows - s : br;
         rc = read_rows(t, (size_t)j->r0 + s, n, j->scale, w, &d->clamped, e);
         if (rc == 0)
             rc = lut_quantize_rows_packed(w, n, cols, group, j->lut.bits, threads, t->name, (size_t)j->r0 + s,
-                                          d->table + s / group * per, idx,
+                                          d->table + s / group * per, NULL,
                                           d->packed + s * cols * (size_t)j->lut.bits / 8, &d->stats, e);
     }
     return rc;

@@ -144,6 +144,8 @@ struct LutWork {
     uint32_t *count;   /* (N_KEYS) zero between groups */
     uint64_t *seen;    /* (N_KEYS / 64) bit per key present; zero between groups */
     uint8_t *index_of; /* (N_KEYS) LUT index of each key present in the current group */
+    uint8_t *idx;      /* (cap_idx) a group's indices on their way to being packed */
+    size_t cap_idx;
     uint16_t *key;     /* (N_KEYS) */
     double *x, *wt;    /* (N_KEYS) */
     Km1dWork *km;
@@ -163,7 +165,7 @@ LutWork *lut_work_new(void) {
 
 void lut_work_free(LutWork *wk) {
     if (!wk) return;
-    free(wk->count), free(wk->seen), free(wk->index_of), free(wk->key), free(wk->x), free(wk->wt);
+    free(wk->count), free(wk->seen), free(wk->index_of), free(wk->idx), free(wk->key), free(wk->x), free(wk->wt);
     kmeans1d_work_free(wk->km);
     free(wk);
 }
@@ -356,12 +358,18 @@ typedef struct {
 static void group_task(void *ctx, long g, int thread) {
     GroupJob *job = ctx;
     if (!job->work[thread]) job->work[thread] = lut_work_new();
+    LutWork *wk = job->work[thread];
     size_t n = job->group_rows * job->cols, off = (size_t)g * n;
+    uint8_t *idx = job->idx ? job->idx + off : NULL;
+    if (!idx) { /* packed only: the indices go through the thread's own buffer, which stays in
+                 * cache (a block-sized one made every group's writes miss) */
+        if (wk->cap_idx < n) free(wk->idx), wk->idx = xmalloc(n), wk->cap_idx = n;
+        idx = wk->idx;
+    }
     LutStats st = {0};
-    job->bad[g] = group_run(job->work[thread], job->w + off, n, job->bits, FIT_FAST,
-                            job->lut + ((size_t)g << job->bits), job->idx + off, &st);
+    job->bad[g] = group_run(wk, job->w + off, n, job->bits, FIT_FAST, job->lut + ((size_t)g << job->bits), idx, &st);
     job->stats[g] = st;
-    if (job->packed) lut_pack_indices(job->idx + off, n, job->bits, job->packed + off / 8 * (size_t)job->bits);
+    if (job->packed) lut_pack_indices(idx, n, job->bits, job->packed + off / 8 * (size_t)job->bits);
 }
 
 /* Per-tensor LUT of a tensor held whole: parallel counting and index writing around
@@ -466,8 +474,15 @@ int lut_quantize_rows_packed(const uint16_t *w, size_t rows, size_t cols, size_t
                              uint8_t *packed, LutStats *stats, Err *e) {
     /* a group packs itself when it is a whole number of bytes at any width: 8 | its size */
     int in_groups = group_rows < rows && group_rows * cols % 8 == 0;
+    uint8_t *own = NULL;
+    if (!idx && !in_groups) {
+        size_t n;
+        if (mul_size(rows, cols, &n) < 0) return err_set(e, "tensor %s: size overflows", tensor ? tensor : "?");
+        idx = own = xmalloc(n ? n : 1);
+    }
     int rc = quantize_rows(w, rows, cols, group_rows, bits, threads, tensor, first_row, lut, idx,
                            in_groups ? packed : NULL, stats, e);
     if (rc == 0 && !in_groups) lut_pack_indices(idx, rows * cols, bits, packed);
+    free(own);
     return rc;
 }

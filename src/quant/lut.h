@@ -94,7 +94,8 @@ int lut_quantize_rows(const uint16_t *w, size_t rows, size_t cols, size_t group_
 
 /* lut_quantize_rows that also packs the indices (lut_pack_indices layout) into packed
  * (lut_packed_size(rows * cols, bits) bytes), each group on the thread that quantized it
- * while its indices are in cache (when a group is a whole number of bytes; else after). */
+ * while its indices are in cache (when a group is a whole number of bytes; else after).
+ * idx may be NULL: then the indices are only packed. */
 int lut_quantize_rows_packed(const uint16_t *w, size_t rows, size_t cols, size_t group_rows, int bits,
                              int threads, const char *tensor, size_t first_row, uint16_t *lut, uint8_t *idx,
                              uint8_t *packed, LutStats *stats, Err *e);

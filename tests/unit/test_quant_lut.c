@@ -270,7 +270,7 @@ static void test_stats(void **state) {
 
 /* lut_quantize_rows_packed = lut_quantize_rows then lut_pack_indices, whether the groups
  * pack themselves (8 | group size) or not (3 x 7 weights), per tensor too, on 1 and 2
- * threads and every width. */
+ * threads and every width; with idx or without. */
 static void test_quantize_packed(void **state) {
     (void)state;
     enum { R = 24, C = 56 };
@@ -299,6 +299,14 @@ static void test_quantize_packed(void **state) {
                 assert_memory_equal(ia, ib, n);
                 assert_memory_equal(pa, pb, pn);
                 assert_memory_equal(&sa, &sb, sizeof sa);
+                /* without idx: packed only, the same bytes */
+                LutStats sc = {0};
+                memset(pb, 0x5A, pn), memset(lb, 0x5A, luts * 2);
+                assert_int_equal(
+                    lut_quantize_rows_packed(w, rows, cols, g, bits, thr, "t", 0, lb, NULL, pb, &sc, &e), 0);
+                assert_memory_equal(la, lb, luts * 2);
+                assert_memory_equal(pa, pb, pn);
+                assert_memory_equal(&sa, &sc, sizeof sa);
                 free(la), free(lb), free(ia), free(ib), free(pa), free(pb);
             }
     free(w);
