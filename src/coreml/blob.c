@@ -5,7 +5,11 @@
  * more CPU time than the quantization feeding them (about 2.5 s per GB on the benchmark
  * machine, against almost none for direct writes). A full stage is written by a helper
  * thread while the next one fills (two stages; the thread starts with the first full one, so
- * small files never start it). The file's last partial stage and the header go through the
+ * small files never start it). The direct writes are also O_DSYNC: each stage is on stable
+ * storage when its write returns, on the helper thread while the next stage fills, so the
+ * fsync that seals the file has almost nothing left to wait for (on the benchmark VM, whose
+ * disk has a write cache and no FUA, sealing a 0.7 GB file otherwise waited 0.3-1.4 s with
+ * every core idle). The file's last partial stage and the header go through the
  * page cache; so does everything where O_DIRECT is refused. Reading back (de-duplication)
  * first waits for the stage in flight, then takes bytes still in the current stage from
  * there and the rest from the file.
@@ -328,7 +332,8 @@ int blob_writer_open(BlobWriter **out, const char *path, Err *e) {
     BlobWriter *w = xcalloc(1, sizeof *w);
     w->fd = fd;
 #ifdef O_DIRECT
-    w->dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC); /* -1 where unsupported (the page cache then) */
+    /* -1 where unsupported (the page cache then) */
+    w->dfd = open(path, O_WRONLY | O_DIRECT | O_DSYNC | O_CLOEXEC);
 #else
     w->dfd = -1; /* no O_DIRECT (macOS): every write through the page cache */
 #endif
