@@ -129,6 +129,9 @@ PartPrefetch *part_prefetch_start(const PartSource *src, const PartWeightJob *jo
 void part_prefetch_stop(PartPrefetch *p);
 /* Requests served from results read ahead, and requests that were not the next job. */
 void part_prefetch_counts(const PartPrefetch *p, int *hits, int *misses);
+/* Blocks of grouped-LUT matrices the quantizer took from the reader thread, and blocks it asked
+ * the reader for but read itself (both 0 when no reader thread could be started). */
+void part_prefetch_blocks(const PartPrefetch *p, int *ahead, int *here);
 
 /* Total bytes of the regular files under path (a package directory or a file); 0 if absent. */
 uint64_t part_disk_bytes(const char *path);

@@ -10,7 +10,9 @@
  *
  * The prefetcher runs the compute stage of the planned jobs in order on its own thread (whose
  * quantization uses the worker threads), so reading and quantizing the next matrix overlaps
- * with writing the current one. Results are identical to computing on demand.
+ * with writing the current one. A reader thread in turn reads the blocks of the grouped-LUT
+ * jobs ahead of it, so the next block is read while this one is quantized. Results are
+ * identical to computing on demand.
  */
 #include <math.h>
 #include <pthread.h>
@@ -66,10 +68,14 @@ typedef struct WeightData {
 
 /* Block buffers reused from one matrix to the next (fresh multi-megabyte buffers would be
  * page-faulted in and zeroed by the kernel for every matrix). */
+typedef struct BlockReader BlockReader;
+
 typedef struct Scratch {
     uint16_t *w;                  /* fp16 block */
     uint8_t *idx;                 /* its LUT indices */
     size_t cap;                   /* values */
+    BlockReader *reader;          /* NULL, or the blocks of planned job `job` are read ahead there */
+    int job;
 } Scratch;
 
 static void scratch_reserve(Scratch *s, size_t values) {
@@ -159,22 +165,174 @@ static size_t block_rows(size_t rows, size_t cols, size_t group) {
     return r < rows ? r : rows;
 }
 
+/* ==== reading blocks ahead ==== */
+
+/* The reader thread walks the planned jobs in order and reads the blocks of the grouped-LUT
+ * ones -- exactly the blocks quantize_grouped asks for, in the same order -- into a ring of
+ * buffers. Read on the quantizing thread, each block left the other core idle while it was
+ * read and converted (a tenth of the FFN step). Filled blocks wait at ring[head ..
+ * head+count); the quantizer borrows the one at head and returns it when done with it. */
+#define READ_AHEAD_BLOCKS 3
+
+typedef struct Block {
+    uint16_t *w;
+    size_t cap;                   /* values */
+    int job;                      /* rows [row, row + rows) of the job's rows */
+    size_t row, rows;
+    int rc;                       /* read_rows' result; err when it failed */
+    long clamped;
+    Err err;
+} Block;
+
+struct BlockReader {
+    const PartSource *src;
+    const PartWeightJob *jobs;
+    int n;
+    Block ring[READ_AHEAD_BLOCKS];
+    int head, count;
+    int at_job;                   /* every block of the jobs before this one is in the ring or gone */
+    int stop;
+    int served, missed;           /* blocks asked for and given, and not given */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+};
+
+static int grouped_lut(const PartWeightJob *j) { return j->lut.bits > 0 && j->lut.group > 0; }
+
+/* The next free buffer, or NULL when told to stop. */
+static Block *reader_slot(BlockReader *r) {
+    pthread_mutex_lock(&r->mu);
+    while (!r->stop && r->count == READ_AHEAD_BLOCKS) pthread_cond_wait(&r->cv, &r->mu);
+    Block *b = r->stop ? NULL : &r->ring[(r->head + r->count) % READ_AHEAD_BLOCKS];
+    pthread_mutex_unlock(&r->mu);
+    return b;
+}
+
+static void reader_set(BlockReader *r, int *field, int value) {
+    pthread_mutex_lock(&r->mu);
+    *field = value;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Reads job i's blocks into the ring; 0, or -1 when told to stop. A job the quantizer
+ * will refuse (no such tensor, channels the group does not divide) gets no blocks. */
+static int reader_job(BlockReader *r, int i) {
+    const PartWeightJob *j = &r->jobs[i];
+    Err ignored;
+    const StTensor *t = find_tensor(r->src->ckpt, j->tensor, j->r0 + j->rows, j->cols, &ignored);
+    if (!t || lut_check_channels(&j->lut, "LUT", j->tensor, j->rows, &ignored) < 0) return 0;
+    size_t rows = (size_t)j->rows, cols = (size_t)j->cols, br = block_rows(rows, cols, (size_t)j->lut.group);
+    for (size_t s = 0; s < rows; s += br) {
+        Block *b = reader_slot(r);
+        if (!b) return -1;
+        size_t n = rows - s < br ? rows - s : br;
+        if (b->cap < br * cols) free(b->w), b->w = xmalloc(sizeof *b->w * br * cols), b->cap = br * cols;
+        b->job = i, b->row = s, b->rows = n, b->clamped = 0;
+        b->rc = read_rows(t, (size_t)j->r0 + s, n, j->scale, b->w, &b->clamped, &b->err);
+        pthread_mutex_lock(&r->mu);
+        r->count++;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        if (b->rc < 0) break; /* the quantizer stops at this block */
+    }
+    return 0;
+}
+
+static void *reader_main(void *arg) {
+    BlockReader *r = arg;
+    for (int i = 0; i < r->n; i++) {
+        reader_set(r, &r->at_job, i);
+        if (grouped_lut(&r->jobs[i]) && reader_job(r, i) < 0) break;
+    }
+    reader_set(r, &r->at_job, r->n);
+    return NULL;
+}
+
+/* Starts the reader over the jobs (which must outlive it); NULL if no thread can be started. */
+static BlockReader *reader_start(const PartSource *src, const PartWeightJob *jobs, int n) {
+    BlockReader *r = xcalloc(1, sizeof *r);
+    r->src = src, r->jobs = jobs, r->n = n;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    if (pthread_create(&r->thread, NULL, reader_main, r) == 0) return r;
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+    return NULL;
+}
+
+static void reader_stop(BlockReader *r) {
+    if (!r) return;
+    reader_set(r, &r->stop, 1);
+    pthread_join(r->thread, NULL);
+    for (int i = 0; i < READ_AHEAD_BLOCKS; i++) free(r->ring[i].w);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+/* Borrows the block at rows [row, ...) of job `job` (blocks of jobs the quantizer skipped are
+ * dropped on the way); NULL when the reader does not have it (read it here then). */
+static Block *reader_take(BlockReader *r, int job, size_t row) {
+    pthread_mutex_lock(&r->mu);
+    Block *got = NULL;
+    for (;;) {
+        if (r->count) {
+            Block *b = &r->ring[r->head];
+            if (b->job < job || (b->job == job && b->row < row)) { /* never to be asked for */
+                r->head = (r->head + 1) % READ_AHEAD_BLOCKS, r->count--;
+                pthread_cond_broadcast(&r->cv);
+                continue;
+            }
+            if (b->job == job && b->row == row) got = b;
+            break;
+        }
+        if (r->at_job > job || r->stop) break;
+        pthread_cond_wait(&r->cv, &r->mu);
+    }
+    if (got) r->served++;
+    else r->missed++;
+    pthread_mutex_unlock(&r->mu);
+    return got;
+}
+
+/* Gives the borrowed block (the one at head) back. */
+static void reader_return(BlockReader *r) {
+    pthread_mutex_lock(&r->mu);
+    r->head = (r->head + 1) % READ_AHEAD_BLOCKS, r->count--;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
 /* Grouped LUT (group divides rows): blocks of whole groups, quantized and packed in place. */
 static int quantize_grouped(const StTensor *t, const PartWeightJob *j, int threads, Scratch *sc, WeightData *d,
                             Err *e) {
     size_t rows = (size_t)j->rows, cols = (size_t)j->cols, group = (size_t)j->lut.group;
     size_t per = (size_t)1 << j->lut.bits;
     size_t br = block_rows(rows, cols, group);
-    scratch_reserve(sc, br * cols);
-    uint16_t *w = sc->w;
     int rc = 0;
     for (size_t s = 0; s < rows && rc == 0; s += br) {
         size_t n = rows - s < br ? rows - s : br;
-        rc = read_rows(t, (size_t)j->r0 + s, n, j->scale, w, &d->clamped, e);
+        Block *b = sc->reader ? reader_take(sc->reader, sc->job, s) : NULL;
+        const uint16_t *w;
+        if (b) {
+            AN_ASSERT(b->rows == n);
+            rc = b->rc;
+            if (rc < 0) *e = b->err;
+            d->clamped += b->clamped;
+            w = b->w;
+        } else {
+            scratch_reserve(sc, br * cols);
+            rc = read_rows(t, (size_t)j->r0 + s, n, j->scale, sc->w, &d->clamped, e);
+            w = sc->w;
+        }
         if (rc == 0)
             rc = lut_quantize_rows_packed(w, n, cols, group, j->lut.bits, threads, t->name, (size_t)j->r0 + s,
                                           d->table + s / group * per, NULL,
                                           d->packed + s * cols * (size_t)j->lut.bits / 8, &d->stats, e);
+        if (b) reader_return(sc->reader);
     }
     return rc;
 }
@@ -262,6 +420,7 @@ struct PartPrefetch {
     size_t budget, held;          /* bytes of finished results not yet taken */
     int hits, misses;
     Scratch scratch;              /* the thread's block buffers */
+    BlockReader *reader;          /* reads the grouped-LUT jobs' blocks ahead (NULL: no thread) */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -280,6 +439,7 @@ static void *prefetch_main(void *arg) {
         }
         pthread_mutex_unlock(&p->mu);
         Slot *s = &p->slots[i];
+        p->scratch.job = i;
         s->rc = compute_matrix(&p->src, &p->jobs[i], &p->scratch, &s->data, &s->err);
         pthread_mutex_lock(&p->mu);
         s->done = 1;
@@ -302,6 +462,7 @@ PartPrefetch *part_prefetch_start(const PartSource *src, const PartWeightJob *jo
     p->budget = budget_bytes;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
+    p->reader = p->scratch.reader = reader_start(&p->src, p->jobs, n);
     if (pthread_create(&p->thread, NULL, prefetch_main, p) != 0) {
         p->stop = 1;
         p->produced = n;   /* no thread: every request is computed on demand */
@@ -317,6 +478,7 @@ void part_prefetch_stop(PartPrefetch *p) {
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     if (p->thread) pthread_join(p->thread, NULL);
+    reader_stop(p->reader);
     for (int i = 0; i < p->n; i++) weight_data_free(&p->slots[i].data);
     scratch_free(&p->scratch);
     pthread_mutex_destroy(&p->mu);
@@ -329,6 +491,14 @@ void part_prefetch_stop(PartPrefetch *p) {
 void part_prefetch_counts(const PartPrefetch *p, int *hits, int *misses) {
     *hits = p->hits;
     *misses = p->misses;
+}
+
+void part_prefetch_blocks(const PartPrefetch *p, int *ahead, int *here) {
+    *ahead = *here = 0;
+    if (!p->reader) return;
+    pthread_mutex_lock(&p->reader->mu);
+    *ahead = p->reader->served, *here = p->reader->missed;
+    pthread_mutex_unlock(&p->reader->mu);
 }
 
 static double job_scale(const PartWeightJob *j) { return j->scale == 0 ? 1 : j->scale; }
@@ -357,6 +527,7 @@ static int obtain_matrix(const PartSource *src, const PartWeightJob *j, WeightDa
         /* not the planned order: stop reading ahead (its results would never be used) */
         p->misses++;
         p->stop = 1;
+        if (p->reader) reader_set(p->reader, &p->reader->stop, 1);
         pthread_cond_broadcast(&p->cv);
         pthread_mutex_unlock(&p->mu);
         return compute_here(src, j, d, e);

@@ -237,8 +237,8 @@ static void test_qwen3(void **state) {
     run_model("qwen3", 0, (LutSpec){3, 0}, 64, 1, 2);    /* 8-entry LUTs are inline literals; batch 1 */
 }
 
-/* Reading ahead on a background thread: every planned matrix is served from it (no misses),
- * the packages are byte-identical to reading on demand, a request out of the planned order still
+/* Reading ahead on a background thread: every planned matrix is served from it (no misses) and
+ * every block from the reader thread, the packages are byte-identical to reading on demand, a request out of the planned order still
  * works (computed on demand, counted as a miss), and a budget of 0 still keeps one job ahead. */
 static void test_prefetch(void **state) {
     (void)state;
@@ -275,10 +275,14 @@ static void test_prefetch(void **state) {
                 part_write_ffn(s, &c, &l6, 0, c0, r, &e) < 0 || part_write_ffn(s, &c, &l6, 1, c1, r, &e) < 0)
                 fail_msg("%s", e.msg);
         }
-        int hits, misses;
+        int hits, misses, blocks_ahead, blocks_here;
         part_prefetch_counts(src.prefetch, &hits, &misses);
         assert_int_equal(hits, n);
         assert_int_equal(misses, 0);
+        /* every job is a grouped LUT of one block (small matrices), each read by the reader thread */
+        part_prefetch_blocks(src.prefetch, &blocks_ahead, &blocks_here);
+        assert_int_equal(blocks_ahead, n);
+        assert_int_equal(blocks_here, 0);
         for (int i = 0; i < 6; i++) assert_true(packages_equal(plain[i], ahead[i]));
         part_prefetch_stop(src.prefetch);
     }
