@@ -75,6 +75,7 @@ static const FastPlan plan_wide = {2, 0, 2, {{4, 6}, {2, 12}}, 1}; /* 8-bit LUTs
 #define FAST_MAX_LEVELS 3
 #define FAST_MAX_ROUNDS 16 /* re-centring rounds per level; only bounds odd inputs */
 #define POLISH_HALF 4
+#define PAIR_SPAN 8 /* searches of fewer candidates than this go in pairs (band_layer) */
 #define LLOYD_MAX_ITER 100
 
 /* ==== scratch =============================================================== */
@@ -458,6 +459,30 @@ static size_t argmin_split(const double *pw, const double *ps1, const double *ps
     return bi;
 }
 
+/* argmin_split_short for two independent searches at once, one in each lane: candidates
+ * [lo[0], hi[0]] against the sums (wj[0], sj[0], qj[0]) and [lo[1], hi[1]] against lane 1's.
+ * The shorter range repeats its last candidate, which never displaces a minimum (it is not
+ * strictly smaller than itself); the lanes' arithmetic is argmin_split_short's, so the
+ * answers are the same. Two short searches cost about what one did: the loop overhead and
+ * the division's latency are shared. */
+static inline void argmin_pair_short(const double *pw, const double *ps1, const double *ps2, const double *pD,
+                                     const size_t *lo, const size_t *hi, v2d Wj, v2d Sj, v2d Qj, double *best,
+                                     size_t *arg) {
+    size_t n0 = hi[0] - lo[0], n1 = hi[1] - lo[1], len = (n0 > n1 ? n0 : n1) + 1;
+    v2d bv = {INFINITY, INFINITY};
+    v2i bi = {(long long)lo[0], (long long)lo[1]};
+    for (size_t t = 0; t < len; t++) {
+        size_t i0 = lo[0] + (t < n0 ? t : n0), i1 = lo[1] + (t < n1 ? t : n1);
+        v2d w = Wj - (v2d){pw[i0], pw[i1]}, s_ = Sj - (v2d){ps1[i0], ps1[i1]}, q = Qj - (v2d){ps2[i0], ps2[i1]};
+        v2d v = (v2d){pD[i0], pD[i1]} + (q - s_ * s_ / w);
+        v2i b = v < bv;
+        bv = (v2d)(((v2i)v & b) | ((v2i)bv & ~b));
+        bi = ((v2i){(long long)i0, (long long)i1} & b) | (bi & ~b);
+    }
+    best[0] = bv[0], best[1] = bv[1];
+    arg[0] = (size_t)bi[0], arg[1] = (size_t)bi[1];
+}
+
 /* Boundary c may sit on edges [lo[c], hi[c]] of level lv. off[c] is where its cells
  * start in wk->D / wk->back. */
 typedef struct {
@@ -482,6 +507,7 @@ static void band_layer(const Band *b, int c) {
     size_t top = 1;
     while (top * 2 <= nc) top *= 2;
     for (size_t step = top; step >= 1; step >>= 1) {
+        size_t held = SIZE_MAX, held_lo = 0, held_hi = 0; /* a short search waiting for a partner */
         for (size_t j = step - 1; j < nc; j += 2 * step) {
             size_t e = clo + j;
             size_t lo = j >= step ? arg[j - step] : 0;
@@ -493,7 +519,24 @@ static void band_layer(const Band *b, int c) {
                 continue;
             }
             if (hi > below - 1) hi = below - 1;
-            arg[j] = (uint32_t)argmin_split(pw, ps1, ps2, pD, lo, hi, lv->pw[e], lv->ps1[e], lv->ps2[e], &D[j]);
+            if (hi - lo >= PAIR_SPAN) {
+                arg[j] = (uint32_t)argmin_split(pw, ps1, ps2, pD, lo, hi, lv->pw[e], lv->ps1[e], lv->ps2[e], &D[j]);
+            } else if (held == SIZE_MAX) {
+                held = j, held_lo = lo, held_hi = hi;
+            } else { /* the searches of one step are independent: two at once */
+                size_t e0 = clo + held, los[2] = {held_lo, lo}, his[2] = {held_hi, hi}, got[2];
+                double best[2];
+                argmin_pair_short(pw, ps1, ps2, pD, los, his, (v2d){lv->pw[e0], lv->pw[e]},
+                                  (v2d){lv->ps1[e0], lv->ps1[e]}, (v2d){lv->ps2[e0], lv->ps2[e]}, best, got);
+                D[held] = best[0], arg[held] = (uint32_t)got[0];
+                D[j] = best[1], arg[j] = (uint32_t)got[1];
+                held = SIZE_MAX;
+            }
+        }
+        if (held != SIZE_MAX) {
+            size_t e = clo + held;
+            arg[held] = (uint32_t)argmin_split(pw, ps1, ps2, pD, held_lo, held_hi, lv->pw[e], lv->ps1[e], lv->ps2[e],
+                                               &D[held]);
         }
     }
 }
