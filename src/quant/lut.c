@@ -146,6 +146,8 @@ struct LutWork {
     uint8_t *index_of; /* (N_KEYS) LUT index of each key present in the current group */
     uint8_t *idx;      /* (cap_idx) a group's indices on their way to being packed */
     size_t cap_idx;
+    uint16_t *keys;    /* (cap_keys) the order keys of the current group's values */
+    size_t cap_keys;
     uint16_t *key;     /* (N_KEYS) */
     double *x, *wt;    /* (N_KEYS) */
     Km1dWork *km;
@@ -165,7 +167,8 @@ LutWork *lut_work_new(void) {
 
 void lut_work_free(LutWork *wk) {
     if (!wk) return;
-    free(wk->count), free(wk->seen), free(wk->index_of), free(wk->idx), free(wk->key), free(wk->x), free(wk->wt);
+    free(wk->count), free(wk->seen), free(wk->index_of), free(wk->idx), free(wk->keys), free(wk->key), free(wk->x),
+        free(wk->wt);
     kmeans1d_work_free(wk->km);
     free(wk);
 }
@@ -182,12 +185,32 @@ static void key_value_init(void) {
  * in a bitmap, then reads the uniques back in key (= value) order from the bitmap's
  * set bits. Returns the first non-finite index or n; either way wk->count and
  * wk->seen are zero again afterwards. */
+typedef uint16_t v8u16 __attribute__((vector_size(16)));
+
+/* keys[i] = order_key(w[i]), eight at a time (vector extensions; the tail one by one). */
+static void order_keys(const uint16_t *w, size_t n, uint16_t *keys) {
+    size_t i = 0;
+    const v8u16 minus_zero = {0x8000, 0x8000, 0x8000, 0x8000, 0x8000, 0x8000, 0x8000, 0x8000};
+    for (; i + 8 <= n; i += 8) {
+        v8u16 h;
+        memcpy(&h, w + i, sizeof h);
+        h &= (v8u16)(h != minus_zero);          /* -0 -> +0 */
+        v8u16 neg = (v8u16)((h >> 15) != 0);    /* 0xffff for negative values */
+        h ^= neg | minus_zero;
+        memcpy(keys + i, &h, sizeof h);
+    }
+    for (; i < n; i++) keys[i] = order_key(w[i]);
+}
+
 static size_t group_uniques(LutWork *wk, const uint16_t *w, size_t n, Uniques *un) {
     pthread_once(&key_value_once, key_value_init);
     uint32_t *cnt = wk->count;
     uint64_t *seen = wk->seen;
+    if (wk->cap_keys < n) free(wk->keys), wk->keys = xmalloc(n * sizeof *wk->keys), wk->cap_keys = n;
+    uint16_t *keys = wk->keys;
+    order_keys(w, n, keys);
     for (size_t i = 0; i < n; i++) {
-        unsigned k = order_key(w[i]);
+        unsigned k = keys[i];
         cnt[k]++;
         seen[k >> 6] |= 1ull << (k & 63);
     }
@@ -213,9 +236,11 @@ static size_t group_uniques(LutWork *wk, const uint16_t *w, size_t n, Uniques *u
     return nonfinite ? first_nonfinite(w, n) : n;
 }
 
-static void group_write_indices(const LutWork *wk, const uint16_t *w, size_t n, uint8_t *idx) {
+/* Through the keys group_uniques left in wk->keys. */
+static void group_write_indices(const LutWork *wk, size_t n, uint8_t *idx) {
     const uint8_t *index_of = wk->index_of;
-    for (size_t i = 0; i < n; i++) idx[i] = index_of[order_key(w[i])];
+    const uint16_t *keys = wk->keys;
+    for (size_t i = 0; i < n; i++) idx[i] = index_of[keys[i]];
 }
 
 /* The group pipeline; returns the first non-finite index (error) or n. */
@@ -227,7 +252,7 @@ static size_t group_run(LutWork *wk, const uint16_t *w, size_t n, int bits, FitM
     int used;
     fit_uniques(&un, bits, method, wk->km, lut, &used, wk->index_of, st);
     st->count = n;
-    group_write_indices(wk, w, n, idx);
+    group_write_indices(wk, n, idx);
     return n;
 }
 
