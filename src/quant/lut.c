@@ -181,10 +181,6 @@ static void key_value_init(void) {
     for (unsigned k = 0; k < N_KEYS; k++) key_value[k] = f16_to_f32(key_to_half((uint16_t)k));
 }
 
-/* Counts the group's values into a histogram over order keys, marking each key seen
- * in a bitmap, then reads the uniques back in key (= value) order from the bitmap's
- * set bits. Returns the first non-finite index or n; either way wk->count and
- * wk->seen are zero again afterwards. */
 typedef uint16_t v8u16 __attribute__((vector_size(16)));
 
 /* keys[i] = order_key(w[i]), eight at a time (vector extensions; the tail one by one). */
@@ -202,6 +198,10 @@ static void order_keys(const uint16_t *w, size_t n, uint16_t *keys) {
     for (; i < n; i++) keys[i] = order_key(w[i]);
 }
 
+/* Counts the group's values into a histogram over order keys, marking each key seen
+ * in a bitmap, then reads the uniques back in key (= value) order from the bitmap's
+ * set bits. Returns the first non-finite index or n; either way wk->count and
+ * wk->seen are zero again afterwards. The keys stay in wk->keys for the index write. */
 static size_t group_uniques(LutWork *wk, const uint16_t *w, size_t n, Uniques *un) {
     pthread_once(&key_value_once, key_value_init);
     uint32_t *cnt = wk->count;
