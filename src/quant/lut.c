@@ -380,9 +380,32 @@ typedef struct {
     size_t *bad;       /* (groups) first non-finite element of the group, or group size */
 } GroupJob;
 
+/* Workspaces kept between calls: every block of a streamed matrix is one call, and a fresh
+ * workspace per call and thread had its histogram and tables faulted in and zeroed again.
+ * A workspace between groups holds no state that matters (the histogram is zero). */
+#define SPARE_WORKS 8
+static pthread_mutex_t spare_mu = PTHREAD_MUTEX_INITIALIZER;
+static LutWork *spare_work[SPARE_WORKS];
+static int n_spare_work;
+
+static LutWork *work_take(void) {
+    pthread_mutex_lock(&spare_mu);
+    LutWork *wk = n_spare_work ? spare_work[--n_spare_work] : NULL;
+    pthread_mutex_unlock(&spare_mu);
+    return wk ? wk : lut_work_new();
+}
+
+static void work_give(LutWork *wk) {
+    if (!wk) return;
+    pthread_mutex_lock(&spare_mu);
+    if (n_spare_work < SPARE_WORKS) spare_work[n_spare_work++] = wk, wk = NULL;
+    pthread_mutex_unlock(&spare_mu);
+    lut_work_free(wk);
+}
+
 static void group_task(void *ctx, long g, int thread) {
     GroupJob *job = ctx;
-    if (!job->work[thread]) job->work[thread] = lut_work_new();
+    if (!job->work[thread]) job->work[thread] = work_take();
     LutWork *wk = job->work[thread];
     size_t n = job->group_rows * job->cols, off = (size_t)g * n;
     uint8_t *idx = job->idx ? job->idx + off : NULL;
@@ -475,7 +498,7 @@ static int quantize_rows(const uint16_t *w, size_t rows, size_t cols, size_t gro
             if (job.bad[g] < gn) bad_at = g * gn + job.bad[g];
             lut_stats_add(&sum, &job.stats[g]);
         }
-        for (int t = 0; t < threads; t++) lut_work_free(job.work[t]);
+        for (int t = 0; t < threads; t++) work_give(job.work[t]);
         free(job.work), free(job.stats), free(job.bad);
         if (bad_at == n) {
             if (stats) lut_stats_add(stats, &sum);
