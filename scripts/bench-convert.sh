@@ -11,8 +11,8 @@
 # One conversion and one floor, back to back: on the VMs this was tuned on, the disk slows to a
 # third after several GB of writes (a burst allowance), and repeated pairs end up timing that
 # throttled disk -- whose slow floor flatters the ratio. Run it on a rested machine and read
-# single results with the CPU time beside them (the same work takes 12.6-15 CPU-s from one
-# minute to the next there).
+# single results with the CPU time beside them (the same work takes 11.8-13.8 CPU-s in quiet
+# minutes there and up to a third more in busy ones; the conversion is CPU-bound to its end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BENCH_DIR:-build/bench-convert}
