@@ -66,11 +66,11 @@ typedef struct WeightData {
     int streamed;                 /* no LUT: read while it is written (store_streamed) */
 } WeightData;
 
-/* Block buffers reused from one matrix to the next (fresh multi-megabyte buffers would be
- * page-faulted in and zeroed by the kernel for every matrix). */
 typedef struct BlockReader BlockReader;
 typedef struct BufPool BufPool;
 
+/* Block buffers reused from one matrix to the next (fresh multi-megabyte buffers would be
+ * page-faulted in and zeroed by the kernel for every matrix). */
 typedef struct Scratch {
     uint16_t *w;                  /* fp16 block */
     uint8_t *idx;                 /* its LUT indices */
