@@ -75,7 +75,7 @@ static const FastPlan plan_wide = {2, 0, 2, {{4, 6}, {2, 12}}, 1}; /* 8-bit LUTs
 #define FAST_MAX_LEVELS 3
 #define FAST_MAX_ROUNDS 16 /* re-centring rounds per level; only bounds odd inputs */
 #define POLISH_HALF 4
-#define PAIR_SPAN 8 /* searches of fewer candidates than this go in pairs (band_layer) */
+#define PAIR_SPAN 8 /* searches of at most this many candidates go in pairs (band_layer) */
 #define LLOYD_MAX_ITER 100
 
 /* ==== scratch =============================================================== */
